@@ -1,0 +1,1 @@
+"""The Ditto recipe: character knowledge, dialogue simulation and SFT."""

@@ -1,0 +1,105 @@
+"""The training record: a self-describing `training_record.json` written last into the output directory.
+
+Its presence marks a finished run: a crash leaves `training_failed.json` (or nothing) instead, never a
+directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RECORD_NAME = "training_record.json"
+FAILED_NAME = "training_failed.json"
+RECORD_SCHEMA = "ditto-bench/sft-training-record"
+RECORD_VERSION = 1
+
+# Packages whose versions change what a training run produces.
+_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "deepspeed")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the training stack (None for a package that is not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(start: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout holding this package; nulls when git or a commit is absent."""
+    cwd = start or Path(__file__).resolve().parent
+
+    def _git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-logging-step loss and learning rate from `trainer.state.log_history` (summary rows left out)."""
+    curve = []
+    for entry in log_history:
+        if "loss" in entry:
+            curve.append(
+                {
+                    "step": entry.get("step"),
+                    "epoch": entry.get("epoch"),
+                    "loss": entry.get("loss"),
+                    "learning_rate": entry.get("learning_rate"),
+                    "grad_norm": entry.get("grad_norm"),
+                }
+            )
+    return curve
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, ensure_ascii=False, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def base_record(status: str) -> dict[str, Any]:
+    """Fields every record carries: schema, status, versions, git state, command line."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "schema_version": RECORD_VERSION,
+        "status": status,
+        "argv": sys.argv,
+        "packages": package_versions(),
+        "git": git_state(),
+        "platform": platform.platform(),
+    }
+
+
+def read_record(output_dir: str | Path) -> dict[str, Any]:
+    """Load the training record of a finished run."""
+    with (Path(output_dir) / RECORD_NAME).open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data

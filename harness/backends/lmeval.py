@@ -1,0 +1,235 @@
+"""lm-eval backed chat backends: ``hf``, ``vllm`` (GPU extra) and the OpenAI-compatible API models.
+
+Local models (``hf``, ``vllm``) get their prompt rendered here with the tokenizer's chat template, so
+that two lm-eval behaviours that hurt role-play are avoided:
+
+* ``HFLM.apply_chat_template`` silently drops system messages when a template rejects them. We detect a
+  template that raises on, or silently ignores, the system role and prepend the system text to the first
+  user message instead (the WikiRoleEval README's rule), recording ``system_merged``.
+* lm-eval left-truncates long contexts, which drops the system prompt first. We trim the oldest
+  (user, assistant) pairs instead and keep the system prompt, recording ``trimmed_turns``.
+
+API models (``local-chat-completions``, ``openai-chat-completions``) receive the message list as is; their
+successful replies go through the response cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.backends.base import GenerationResult, parse_kv_args, redact_args
+from harness.cache import ResponseCache, cache_key
+from harness.errors import BackendError, ConfigError
+from harness.types import ChatMessage
+
+LOCAL_BACKENDS = frozenset({"hf", "hf-auto", "huggingface", "vllm"})
+API_BACKENDS = frozenset({"local-chat-completions", "openai-chat-completions"})
+CHUNK = 64  # requests per lm-eval call: big enough for batching, small enough for a live progress bar
+
+
+def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Prepend the system text to the first user message (for templates without a system role)."""
+    if not messages or messages[0]["role"] != "system":
+        return list(messages)
+    system, rest = messages[0]["content"], list(messages[1:])
+    for i, m in enumerate(rest):
+        if m["role"] == "user":
+            rest[i] = {"role": "user", "content": f"{system}\n\n{m['content']}"}
+            break
+    return rest
+
+
+def trim_history(messages: list[ChatMessage], drop_pairs: int) -> list[ChatMessage]:
+    """Drop the ``drop_pairs`` oldest (user, assistant) pairs, keeping any system message and the last user turn."""
+    head = [m for m in messages[:1] if m["role"] == "system"]
+    body = messages[len(head) :]
+    return head + body[2 * drop_pairs :]
+
+
+class LmEvalChatBackend:
+    """A :class:`harness.backends.base.ChatBackend` over an lm-eval ``LM`` instance."""
+
+    def __init__(
+        self, name: str, lm: Any, args: Mapping[str, Any], cache: ResponseCache | None
+    ) -> None:
+        self.name = name
+        self.lm = lm
+        self.is_api = name in API_BACKENDS or not hasattr(lm, "tokenizer") or lm.tokenizer is None
+        self.cache = cache if self.is_api else None
+        self.spec: dict[str, Any] = {"model": name, "model_args": redact_args(args), "api": self.is_api}
+        self._system_ok: bool | None = None
+
+    # -- local prompt rendering -------------------------------------------------------------------
+    def _render(self, messages: Sequence[ChatMessage]) -> str:
+        tok = self.lm.tokenizer
+        kwargs = dict(getattr(self.lm, "chat_template_args", None) or {})
+        return str(tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **kwargs))
+
+    def _system_supported(self) -> bool:
+        if self._system_ok is None:
+            probe_sys = "SYSTEM-PROBE-7f3a"
+            try:
+                text = self._render(
+                    [{"role": "system", "content": probe_sys}, {"role": "user", "content": "hi"}]
+                )
+                self._system_ok = probe_sys in text
+            except Exception:  # jinja2 TemplateError or a template's raise_exception
+                self._system_ok = False
+        return self._system_ok
+
+    def _prepare_local(
+        self, messages: Sequence[ChatMessage], max_gen: int
+    ) -> tuple[str, GenerationResult]:
+        res = GenerationResult(text=None)
+        msgs = list(messages)
+        if msgs and msgs[0]["role"] == "system" and not self._system_supported():
+            msgs = merge_system(msgs)
+            res.system_merged = True
+        budget = int(self.lm.max_length) - max_gen
+        n_pairs = max(0, (sum(1 for m in msgs if m["role"] == "user") - 1))
+        for drop in range(0, n_pairs + 1):
+            candidate = trim_history(msgs, drop) if drop else msgs
+            prompt = self._render(candidate)
+            if len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget:
+                res.trimmed_turns = drop
+                res.sent_messages = candidate
+                return prompt, res
+        res.trimmed_turns = n_pairs
+        res.truncated = True  # even the last turn alone does not fit: lm-eval left-truncates it
+        res.sent_messages = candidate
+        return prompt, res
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        gen_kwargs: Sequence[Mapping[str, Any]],
+        *,
+        seed: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[GenerationResult]:
+        from lm_eval.api.instance import Instance
+
+        results: list[GenerationResult] = []
+        contexts: list[Any] = []
+        keys: list[str | None] = []
+        for conv, gk in zip(conversations, gen_kwargs, strict=True):
+            if self.is_api:
+                res = GenerationResult(text=None, sent_messages=list(conv))
+                ctx: Any = self.lm.apply_chat_template(list(conv))
+                key = self._cache_key(conv, gk, seed)
+                hit = self.cache.get(key) if (self.cache is not None and key) else None
+                if hit is not None:
+                    res.text, res.cached = hit["text"], True
+            else:
+                max_gen = int(gk.get("max_gen_toks", 256))
+                ctx, res = self._prepare_local(conv, max_gen)
+                key = None
+            results.append(res)
+            contexts.append(ctx)
+            keys.append(key)
+
+        pending = [i for i, r in enumerate(results) if not r.cached]
+        if on_progress and len(pending) < len(results):
+            on_progress(len(results) - len(pending))
+        for start in range(0, len(pending), CHUNK):
+            idx = pending[start : start + CHUNK]
+            reqs = [
+                Instance(request_type="generate_until", doc={}, arguments=(contexts[i], dict(gen_kwargs[i])), idx=j)
+                for j, i in enumerate(idx)
+            ]
+            outs = self._call(reqs, seed + start)
+            for i, out in zip(idx, outs, strict=True):
+                self._store(results[i], out, keys[i])
+            if on_progress:
+                on_progress(len(idx))
+        return results
+
+    def _call(self, reqs: list[Any], seed: int) -> list[str | BaseException]:
+        """Run a chunk; when the chunk fails as a whole, retry request by request to isolate failures."""
+        try:
+            self._seed(seed)
+            return list(self.lm.generate_until(reqs, disable_tqdm=True))
+        except Exception:
+            if len(reqs) == 1:
+                raise_one: list[str | BaseException] = []
+                try:
+                    self._seed(seed)
+                    raise_one.append(self.lm.generate_until(reqs, disable_tqdm=True)[0])
+                except Exception as exc:  # recorded as this turn's error state
+                    raise_one.append(exc)
+                return raise_one
+        outs: list[str | BaseException] = []
+        for k, req in enumerate(reqs):
+            try:
+                self._seed(seed + k)
+                outs.append(self.lm.generate_until([req], disable_tqdm=True)[0])
+            except Exception as exc:
+                outs.append(exc)
+        return outs
+
+    def _seed(self, seed: int) -> None:
+        if not self.is_api:
+            import transformers
+
+            transformers.set_seed(seed)
+
+    def _store(self, res: GenerationResult, out: str | BaseException, key: str | None) -> None:
+        from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+
+        if isinstance(out, BaseException):
+            res.error = f"{type(out).__name__}: {str(out)[:500]}"
+        elif not isinstance(out, str):
+            res.error = f"backend returned {type(out).__name__}, not text"
+        elif self.is_api and out == LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER:
+            res.error = "API returned null content"
+        else:
+            res.text = out
+            if self.cache is not None and key:
+                self.cache.put_many([(key, {"text": out})])
+
+    def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str | None:
+        endpoint = str(getattr(self.lm, "base_url", ""))
+        model = str(getattr(self.lm, "model", ""))
+        params = {k: v for k, v in gk.items()}
+        params["seed"] = seed
+        return cache_key(kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0)
+
+
+def load_backend(
+    name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
+) -> LmEvalChatBackend:
+    """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax."""
+    from lm_eval.api.registry import get_model
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # our rich progress replaces lm-eval's tqdm bars
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    args = parse_kv_args(model_args, "--model_args")
+    if name in LOCAL_BACKENDS - {"vllm"} and "device" not in args:
+        import torch
+
+        args["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval defaults to cuda
+    if name in API_BACKENDS:
+        args.setdefault("seed", seed)
+        if "base_url" in args and not str(args["base_url"]).rstrip("/").endswith("/chat/completions"):
+            raise ConfigError(
+                f"--model_args base_url must be the full endpoint ending in /chat/completions, got {args['base_url']!r}"
+            )
+    try:
+        cls = get_model(name)
+    except ModuleNotFoundError as exc:
+        extra = "vllm" if "vllm" in str(exc) else "hf"
+        raise BackendError(f"backend {name!r} needs an optional dependency ({exc}); pip install 'ditto-bench[{extra}]'") from exc
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"unknown --model {name!r}: {exc}") from exc
+    try:
+        lm = cls.create_from_arg_obj(args)
+    except TypeError as exc:
+        raise ConfigError(f"--model_args rejected by {name}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"could not load --model {name} with {redact_args(args)}: {exc}") from exc
+    return LmEvalChatBackend(name, lm, args, cache)

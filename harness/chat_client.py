@@ -1,0 +1,221 @@
+"""Async client for OpenAI-compatible chat endpoints (the judge, API supervisors).
+
+Built on the ``openai`` package's ``AsyncOpenAI`` with its aiohttp transport and the low-level
+``client.post(..., cast_to=httpx2.Response)`` path: on a 2-core machine the high-level
+``chat.completions.create`` spends ~5 ms of client CPU per call on request transforms and pydantic
+parsing, which caps a 64-way judge at ~25% of the server's capacity (see docs/performance.md).
+Retries are ours (bounded, exponential backoff with jitter, ``Retry-After`` honoured on 429/5xx,
+timeouts and dropped connections) so every attempt is counted; a semaphore bounds concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+
+from harness.cache import ResponseCache, cache_key
+from harness.types import ChatMessage, Completion, Usage
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Parameters that change a completion (they are part of the cache key)."""
+
+    temperature: float = 0.2
+    max_tokens: int = 2048
+    top_p: float | None = None
+    seed: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def payload_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.top_p is not None:
+            out["top_p"] = self.top_p
+        if self.seed is not None:
+            out["seed"] = self.seed
+        out.update(self.extra)
+        return out
+
+
+def needs_api_key(base_url: str) -> bool:
+    """True for endpoints that require a key (OpenAI's); local servers usually do not."""
+    return "api.openai.com" in base_url
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers if exc.response is not None else {}
+    for name in ("retry-after-ms", "retry-after"):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value / 1000.0 if name.endswith("-ms") else value
+    return None
+
+
+class ChatClient:
+    """Cached, retrying, concurrency-limited chat-completions client."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        concurrency: int = 32,
+        max_retries: int = 6,
+        timeout: float = 120.0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        cache: ResponseCache | None = None,
+        split_samples: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.cache = cache
+        self.split_samples = split_samples
+        self.concurrency = concurrency
+        self.usage = Usage()
+        self.cached_calls = 0
+        self.retries = 0
+        self._timeout = timeout
+        self._api_key = api_key or "EMPTY"  # local servers ignore it; never stored anywhere
+        self._client: openai.AsyncOpenAI | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def _ensure(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        if self._client is None or self._sem is None:
+            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            try:
+                http_client: Any = openai.DefaultAioHttpClient(timeout=self._timeout)
+            except Exception:  # aiohttp missing: fall back to the default transport
+                http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self._timeout)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=http_client,
+            )
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._client, self._sem
+
+    def keys_for(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> list[str]:
+        """Cache keys of the ``n`` samples of one request."""
+        fields = params.payload_fields()
+        return [
+            cache_key(
+                kind="chat",
+                endpoint=self.base_url,
+                model=self.model,
+                messages=messages,
+                params=fields,
+                sample_index=i,
+            )
+            for i in range(n)
+        ]
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], params: SamplingParams, n: int = 1
+    ) -> Completion:
+        """Return ``n`` samples for ``messages``; failures come back as ``status='api_error'``."""
+        keys = self.keys_for(messages, params, n) if self.cache is not None else []
+        if self.cache is not None:
+            hits = self.cache.get_many(keys)
+            if all(h is not None for h in hits):
+                self.cached_calls += 1
+                return Completion(texts=[h["text"] for h in hits if h is not None], cached=True)
+        if self.split_samples and n > 1:
+            parts = await asyncio.gather(*(self._request(messages, params, 1) for _ in range(n)))
+            texts = [p.texts[0] if p.texts else None for p in parts]
+            usage = Usage()
+            for p in parts:
+                usage.add(p.usage)
+            failed = [p for p in parts if p.status != "ok"]
+            result = Completion(
+                texts=texts,
+                status="api_error" if failed else "ok",
+                error=failed[0].error if failed else None,
+                usage=usage,
+                attempts=sum(p.attempts for p in parts),
+            )
+        else:
+            result = await self._request(messages, params, n)
+        if self.cache is not None and result.status == "ok":
+            self.cache.put_many(
+                [(k, {"text": t}) for k, t in zip(keys, result.texts, strict=True) if t is not None]
+            )
+        return result
+
+    async def _request(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> Completion:
+        client, sem = self._ensure()
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), **params.payload_fields()}
+        if n != 1:
+            body["n"] = n
+        last_error = ""
+        attempt = 0
+        for attempt in range(1, self.max_retries + 2):
+            delay: float | None = None
+            try:
+                async with sem:
+                    resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                data = json.loads(resp.content)
+                return self._parse(data, n, attempt)
+            except openai.APIStatusError as exc:
+                last_error = f"HTTP {exc.status_code}: {str(exc)[:300]}"
+                if exc.status_code not in RETRYABLE_STATUS:
+                    break
+                delay = _retry_after(exc)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            except (ValueError, KeyError, TypeError) as exc:  # a body that is not a chat completion
+                last_error = f"malformed response: {type(exc).__name__}: {str(exc)[:200]}"
+            if attempt > self.max_retries:
+                break
+            self.retries += 1
+            if delay is None:
+                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random() / 2
+            await asyncio.sleep(min(delay, self.backoff_max))
+        return Completion(texts=[None] * n, status="api_error", error=last_error, attempts=attempt)
+
+    def _parse(self, data: Any, n: int, attempt: int) -> Completion:
+        choices = data["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("response has no choices")
+        texts: list[str | None] = [None] * n
+        for pos, choice in enumerate(choices):
+            idx = choice.get("index", pos)
+            if isinstance(idx, int) and 0 <= idx < n:
+                content = choice["message"].get("content")
+                texts[idx] = content if isinstance(content, str) else None
+        raw_usage = data.get("usage") or {}
+        usage = Usage(
+            calls=1,
+            prompt_tokens=int(raw_usage.get("prompt_tokens") or 0),
+            completion_tokens=int(raw_usage.get("completion_tokens") or 0),
+        )
+        self.usage.add(usage)
+        return Completion(texts=texts, usage=usage, attempts=attempt)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+            self._sem = None

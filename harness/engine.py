@@ -1,0 +1,280 @@
+"""Orchestration of a run: load → validate → rollout → judge → aggregate → run record."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends import load_backend
+from harness.backends.base import ChatBackend
+from harness.cache import ResponseCache
+from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
+from harness.errors import ConfigError
+from harness.journal import Journal
+from harness.judging import judge, plan_calls
+from harness.progress import console
+from harness.records import build_records, finalize_run
+from harness.rollout import pending_turns, rollout
+from harness.runrecord import atomic_write_json, environment, fingerprint, prepare_run_dir
+from harness.task import JudgeSettings, Session, Task, TaskData, get_task
+
+
+@dataclass
+class RunConfig:
+    """Everything a ``run`` or ``judge`` invocation needs (flags, resolved)."""
+
+    tasks: list[str]
+    output_path: Path
+    mode: str = "run"  # "run" (rollout + judge) or "judge" (existing responses)
+    model: str | None = None
+    model_args: str | None = None
+    responses: Path | None = None
+    data_paths: dict[str, Path] = field(default_factory=dict)
+    limit: int | None = None
+    gen_kwargs: dict[str, Any] = field(default_factory=dict)
+    judge_model: str | None = None
+    judge_base_url: str = OPENAI_BASE_URL
+    judge_concurrency: int = 32
+    judge_samples: int | None = None
+    judge_temperature: float | None = None
+    judge_max_tokens: int | None = None
+    judge_max_retries: int = 6
+    judge_timeout: float = 120.0
+    judge_split_samples: bool = False
+    seed: int = 1234
+    shuffle_candidates: bool = False
+    cache_path: Path | None = None
+    no_cache: bool = False
+    overwrite: bool = False
+    dry_run: bool = False
+    n_boot: int = 2000
+
+
+def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
+    d = task.judge_defaults
+    return JudgeSettings(
+        model=cfg.judge_model or d.model,
+        temperature=d.temperature if cfg.judge_temperature is None else cfg.judge_temperature,
+        samples=d.samples if cfg.judge_samples is None else cfg.judge_samples,
+        max_tokens=d.max_tokens if cfg.judge_max_tokens is None else cfg.judge_max_tokens,
+    )
+
+
+def _spec(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskData],
+          judges: Mapping[str, JudgeSettings], backend_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the configuration that changes numbers (the resume fingerprint)."""
+    return {
+        "mode": cfg.mode,
+        "model": dict(backend_spec),
+        "tasks": {
+            name: {
+                "version": t.version,
+                "data_sha256": datas[name].sha256,
+                "n_sessions": len(datas[name].sessions),
+                "judge": asdict(judges[name]),
+                "templates": t.template_hashes(),
+            }
+            for name, t in tasks.items()
+        },
+        "limit": cfg.limit,
+        "gen_kwargs": cfg.gen_kwargs,
+        "judge_base_url": cfg.judge_base_url.rstrip("/"),
+        "judge_split_samples": cfg.judge_split_samples,
+        "seed": cfg.seed,
+        "shuffle_candidates": cfg.shuffle_candidates,
+    }
+
+
+def _cache(cfg: RunConfig) -> ResponseCache | None:
+    if cfg.no_cache:
+        return None
+    from harness.datafetch import default_cache_dir
+
+    return ResponseCache(cfg.cache_path or (default_cache_dir() / "responses.sqlite"))
+
+
+def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
+    tasks: dict[str, Task] = {}
+    datas: dict[str, TaskData] = {}
+    for name in cfg.tasks:
+        task = get_task(name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed)
+        tasks[name] = task
+        datas[name] = task.load(cfg.data_paths.get(name), limit=cfg.limit, responses=cfg.responses)
+    return tasks, datas
+
+
+def check_keys(cfg: RunConfig) -> str | None:
+    """Fail before any work when an endpoint needs a key that is not set. Returns the judge key."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if needs_api_key(cfg.judge_base_url) and not key:
+        raise ConfigError(
+            f"--judge_base_url {cfg.judge_base_url} needs an API key: set OPENAI_API_KEY "
+            "(or point --judge_base_url at an OpenAI-compatible server)"
+        )
+    if cfg.mode == "run" and cfg.model == "openai-chat-completions" and not key:
+        raise ConfigError("--model openai-chat-completions needs OPENAI_API_KEY to be set")
+    return key
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count: ~4 ASCII characters or ~1 CJK character per token (cl100k-like)."""
+    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    return ascii_chars // 4 + (len(text) - ascii_chars) + 1
+
+
+def dry_run(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskData],
+            judges: Mapping[str, JudgeSettings]) -> dict[str, Any]:
+    """Count judge calls and estimate tokens without any model or judge call."""
+    assumed_reply = "x" * 4 * 250  # ~250 tokens per reply when replies are not known yet
+    plan: dict[str, Any] = {}
+    for name, task in tasks.items():
+        js = judges[name]
+        calls = prompt_tokens = 0
+        for s in datas[name].sessions:
+            replies = s.given_replies or [assumed_reply] * len(s.prompts)
+            msgs: list[Any] = [{"role": "system", "content": s.system}] if s.system is not None else []
+            for t, r in enumerate(replies):
+                msgs += [{"role": "user", "content": s.prompts[t]}, {"role": "assistant", "content": r}]
+            for t in range(len(replies)):
+                for call in task.judge_calls(s, msgs, t):
+                    calls += 1
+                    prompt_tokens += sum(estimate_tokens(m["content"]) for m in call.messages)
+        requests = calls * (js.samples if cfg.judge_split_samples else 1)
+        plan[name] = {
+            "sessions": len(datas[name].sessions),
+            "turns": sum(len(s.prompts) for s in datas[name].sessions),
+            "judge_model": js.model,
+            "judgments": calls,
+            "judge_requests": requests,
+            "samples_per_judgment": js.samples,
+            "est_prompt_tokens": prompt_tokens * (js.samples if cfg.judge_split_samples else 1),
+            "est_completion_tokens": calls * js.samples * 150,
+        }
+    return plan
+
+
+def execute(cfg: RunConfig) -> int:
+    """Run (or resume) ``cfg``; returns the process exit code."""
+    tasks, datas = load_tasks(cfg)  # validates every input file before anything else
+    judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
+    if cfg.mode == "run":
+        from harness.backends.base import parse_kv_args, redact_args
+
+        backend_spec: dict[str, Any] = {
+            "model": cfg.model,
+            "model_args": redact_args(parse_kv_args(cfg.model_args, "--model_args")),
+        }
+    else:
+        assert cfg.responses is not None
+        backend_spec = {"responses": str(cfg.responses), "responses_sha256": datas[cfg.tasks[0]].sha256}
+    if cfg.dry_run:
+        plan = dry_run(cfg, tasks, datas, judges)
+        from harness.report import print_plan
+
+        print_plan(plan)
+        return 0
+    api_key = check_keys(cfg)
+    spec = _spec(cfg, tasks, datas, judges, backend_spec)
+    run_dir = cfg.output_path
+    resuming = prepare_run_dir(run_dir, spec, overwrite=cfg.overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sessions = {name: d.sessions for name, d in datas.items()}
+    all_sessions = [s for ss in sessions.values() for s in ss]
+    run_json: dict[str, Any] = {
+        "ditto_bench_run": 1,
+        "fingerprint": fingerprint(spec),
+        "spec": spec,
+        "config": _public_config(cfg),
+        "data_sources": {name: d.source for name, d in datas.items()},
+        "environment": environment(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resumed": resuming,
+        "status": "running",
+    }
+    atomic_write_json(run_dir / "run.json", run_json)
+    cache = _cache(cfg)
+    journal = Journal(run_dir / "journal.jsonl")
+    try:
+        if cfg.mode == "run" and pending_turns(all_sessions, journal):
+            console.print(f"[bold]rollout[/]: {cfg.model} on {pending_turns(all_sessions, journal)} turns")
+
+        def factory() -> ChatBackend:
+            assert cfg.model is not None
+            return load_backend(cfg.model, cfg.model_args, seed=cfg.seed, cache=cache)
+
+        def gen_kwargs_for(s: Session) -> dict[str, Any]:
+            return {**tasks[s.task].default_gen_kwargs(), **s.gen_overrides, **cfg.gen_kwargs}
+
+        roll = rollout(
+            all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed,
+            is_local=lambda b: not getattr(b, "is_api", True),
+        )
+        calls, done = plan_calls(tasks, sessions, journal)
+        clients: dict[str, ChatClient] = {}
+        by_model: dict[str, ChatClient] = {}
+        for name in tasks:
+            model = judges[name].model
+            if model not in by_model:
+                by_model[model] = ChatClient(
+                    base_url=cfg.judge_base_url, model=model, api_key=api_key,
+                    concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
+                    timeout=cfg.judge_timeout, cache=cache, split_samples=cfg.judge_split_samples,
+                )
+            clients[name] = by_model[model]
+        if calls:
+            console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
+        judged = judge(calls, clients, judges, journal, done)
+    finally:
+        journal.close()
+        if cache is not None:
+            cache.close()
+    records = build_records(tasks, sessions, journal)
+    summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
+    summary["this_invocation"] = {"rollout": roll, "judge": judged}
+    return report_exit(summary)
+
+
+def report_exit(summary: Mapping[str, Any]) -> int:
+    from harness.report import print_results
+
+    print_results(summary)
+    gen_missing = summary["rollout"]["turns_missing"]
+    judge_missing = summary["judging"]["calls_missing"]
+    if gen_missing or judge_missing:
+        console.print(
+            f"[red]incomplete[/]: {gen_missing} turns without a reply and {judge_missing} judge calls that "
+            "failed; re-run the same command to retry them"
+        )
+        return 1
+    return 0
+
+
+def _public_config(cfg: RunConfig) -> dict[str, Any]:
+    out = asdict(cfg)
+    for k, v in list(out.items()):
+        if isinstance(v, Path):
+            out[k] = str(v)
+        elif isinstance(v, dict):
+            out[k] = {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
+    if out.get("model_args"):
+        from harness.backends.base import parse_kv_args, redact_args
+
+        out["model_args"] = redact_args(parse_kv_args(cfg.model_args, "--model_args"))
+    return json.loads(json.dumps(out, default=str))
+
+
+def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
+    """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call."""
+    from harness.records import rescore_records
+
+    summary = rescore_records(run_dir, n_boot=n_boot)
+    return report_exit(summary)
+
+
+def sessions_of(datas: Mapping[str, TaskData]) -> Sequence[Session]:
+    return [s for d in datas.values() for s in d.sessions]

@@ -1,0 +1,113 @@
+"""Judge phase: every judge prompt of every generated turn, concurrently, journalled as it finishes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.chat_client import ChatClient, SamplingParams
+from harness.journal import Journal
+from harness.progress import make_progress
+from harness.rollout import replies_so_far
+from harness.task import JudgeCall, JudgeSettings, Session, Task
+from harness.types import ChatMessage
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    task: str
+    session: Session
+    call: JudgeCall
+
+
+def conversation_with_replies(session: Session, replies: Sequence[str]) -> list[ChatMessage]:
+    msgs: list[ChatMessage] = []
+    if session.system is not None:
+        msgs.append({"role": "system", "content": session.system})
+    for t, reply in enumerate(replies):
+        msgs.append({"role": "user", "content": session.prompts[t]})
+        msgs.append({"role": "assistant", "content": reply})
+    return msgs
+
+
+def plan_calls(tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal) -> tuple[
+    list[PlannedCall], int
+]:
+    """All judge calls of generated turns; returns (pending calls, number already done)."""
+    pending: list[PlannedCall] = []
+    done = 0
+    for name, task in tasks.items():
+        for s in sessions[name]:
+            replies = replies_so_far(journal, s)
+            msgs = conversation_with_replies(s, replies)
+            for turn in range(len(replies)):
+                for call in task.judge_calls(s, msgs, turn):
+                    entry = journal.judges.get((name, s.session_id, turn, call.metric))
+                    if entry is not None and entry.get("status") == "ok":
+                        done += 1
+                    else:
+                        pending.append(PlannedCall(name, s, call))
+    return pending, done
+
+
+def judge_entry(p: PlannedCall, result: Any) -> dict[str, Any]:
+    return {
+        "k": "judge",
+        "task": p.task,
+        "sid": p.session.session_id,
+        "turn": p.call.turn,
+        "metric": p.call.metric,
+        "template": p.call.template,
+        "status": result.status,
+        "texts": result.texts,
+        "error": result.error,
+        "usage": {
+            "calls": result.usage.calls,
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+        },
+        "attempts": result.attempts,
+        "cached": result.cached,
+    }
+
+
+async def _run(
+    calls: Sequence[PlannedCall],
+    clients: Mapping[str, ChatClient],
+    settings: Mapping[str, JudgeSettings],
+    journal: Journal,
+    done: int,
+) -> dict[str, int]:
+    counts = {"ok": 0, "api_error": 0}
+    with make_progress() as progress:
+        bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
+
+        async def one(p: PlannedCall) -> None:
+            js = settings[p.task]
+            params = SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens)
+            result = await clients[p.task].complete(p.call.messages, params, n=js.samples)
+            journal.append(judge_entry(p, result))
+            counts[result.status] += 1
+            progress.advance(bar)
+
+        try:
+            await asyncio.gather(*(one(p) for p in calls))
+        finally:
+            for client in {id(c): c for c in clients.values()}.values():
+                await client.aclose()
+    return counts
+
+
+def judge(
+    calls: Sequence[PlannedCall],
+    clients: Mapping[str, ChatClient],
+    settings: Mapping[str, JudgeSettings],
+    journal: Journal,
+    done: int,
+) -> dict[str, int]:
+    """Run all pending judge calls; returns ``{"ok": n, "api_error": n}`` for this invocation."""
+    if not calls:
+        return {"ok": 0, "api_error": 0}
+    return asyncio.run(_run(calls, clients, settings, journal, done))

@@ -1,0 +1,70 @@
+"""Terminal output: the dry-run plan and the results tables (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from harness.progress import out_console
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3f}"
+    return str(v)
+
+
+def print_plan(plan: Mapping[str, Mapping[str, Any]]) -> None:
+    table = Table(title="dry run: judge calls and token estimate (no call made)")
+    cols = ["task", "sessions", "turns", "judge_model", "judgments", "judge_requests", "samples_per_judgment",
+            "est_prompt_tokens", "est_completion_tokens"]
+    for c in cols:
+        table.add_column(c)
+    for name, p in plan.items():
+        table.add_row(name, *[_fmt(p[c]) for c in cols[1:]])
+    out_console.print(table)
+    total = sum(p["judge_requests"] for p in plan.values())
+    out_console.print(
+        f"judge requests: {total}; token estimate ≈ {sum(p['est_prompt_tokens'] for p in plan.values())} prompt + "
+        f"{sum(p['est_completion_tokens'] for p in plan.values())} completion "
+        "(≈4 ASCII chars or 1 CJK char per token; unknown replies assumed ~250 tokens, judgments ~150 tokens)"
+    )
+
+
+def print_results(results: Mapping[str, Any]) -> None:
+    for name, res in results["tasks"].items():
+        metrics = res.get("metrics", {})
+        ci = res.get("ci95", {})
+        table = Table(title=f"{name} (v{res.get('version')})")
+        nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
+        if nested:
+            cols = sorted({c for v in nested.values() for c in v}, key=lambda c: list(next(iter(nested.values()))).index(c)
+                          if c in next(iter(nested.values())) else 99)
+            table.add_column("split")
+            for c in cols:
+                table.add_column(c, justify="right")
+            for split, vals in nested.items():
+                cells = []
+                for c in cols:
+                    lohi = (ci.get(split) or {}).get(c)
+                    cell = _fmt(vals.get(c))
+                    if lohi:
+                        cell += f" [{_fmt(lohi[0])}, {_fmt(lohi[1])}]"
+                    cells.append(cell)
+                table.add_row(split, *cells)
+        else:
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            table.add_column("95% CI", justify="right")
+            for k, v in metrics.items():
+                lohi = ci.get(k)
+                table.add_row(k, _fmt(v), f"[{_fmt(lohi[0])}, {_fmt(lohi[1])}]" if lohi else "—")
+        out_console.print(table)
+        fails = res.get("failures")
+        if fails:
+            out_console.print(f"  failures: {fails}")
+        out_console.print(f"  usage: {res.get('usage')}")

@@ -1,0 +1,120 @@
+"""Multi-turn rollout of the model under test, batched turn by turn across all sessions.
+
+The harness owns the conversation: turns in the order of the session's prompts, the full history each
+turn, the session's system text unchanged as the system message. A failed turn is journalled as an
+error; its session stops there and a re-run retries it. Nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.backends.base import ChatBackend, GenerationResult
+from harness.journal import Journal
+from harness.progress import make_progress
+from harness.task import Session
+from harness.types import ChatMessage
+
+
+def normalise_gen_kwargs(gk: Mapping[str, Any], *, local: bool) -> dict[str, Any]:
+    """Make sampling explicit: lm-eval's HF path samples only when ``do_sample`` is set."""
+    out = dict(gk)
+    temperature = float(out.get("temperature", 0.0) or 0.0)
+    if local and "do_sample" not in out:
+        out["do_sample"] = temperature > 0.0
+    if not local:
+        out.pop("do_sample", None)  # not an API parameter; lm-eval drops it anyway
+    return out
+
+
+def conversation(session: Session, replies: Sequence[str], turn: int) -> list[ChatMessage]:
+    """History for ``turn``: system (if any), then user/assistant pairs, then the turn's user message."""
+    msgs: list[ChatMessage] = []
+    if session.system is not None:
+        msgs.append({"role": "system", "content": session.system})
+    for t in range(turn):
+        msgs.append({"role": "user", "content": session.prompts[t]})
+        msgs.append({"role": "assistant", "content": replies[t]})
+    msgs.append({"role": "user", "content": session.prompts[turn]})
+    return msgs
+
+
+def replies_so_far(journal: Journal, session: Session) -> list[str]:
+    """The contiguous prefix of successfully generated replies recorded for ``session``."""
+    out: list[str] = []
+    if session.given_replies is not None:
+        return list(session.given_replies)
+    for t in range(len(session.prompts)):
+        entry = journal.gens.get((session.task, session.session_id, t))
+        if entry is None or entry.get("status") != "ok":
+            break
+        out.append(entry["text"])
+    return out
+
+
+def gen_entry(session: Session, turn: int, res: GenerationResult, gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "k": "gen",
+        "task": session.task,
+        "sid": session.session_id,
+        "turn": turn,
+        "status": "ok" if res.ok else "error",
+        "text": res.text if res.ok else None,
+        "error": None if res.ok else (res.error or "no text"),
+        "sent_messages": res.sent_messages,
+        "system_merged": res.system_merged,
+        "trimmed_turns": res.trimmed_turns,
+        "truncated": res.truncated,
+        "cached": res.cached,
+        "gen_kwargs": dict(gen_kwargs),
+    }
+
+
+def pending_turns(sessions: Sequence[Session], journal: Journal) -> int:
+    return sum(len(s.prompts) - len(replies_so_far(journal, s)) for s in sessions if s.given_replies is None)
+
+
+def rollout(
+    sessions: Sequence[Session],
+    journal: Journal,
+    backend_factory: Callable[[], ChatBackend],
+    gen_kwargs_for: Callable[[Session], dict[str, Any]],
+    *,
+    seed: int,
+    is_local: Callable[[ChatBackend], bool],
+) -> dict[str, int]:
+    """Generate every missing turn; returns counts ``{"generated", "failed", "pending"}``."""
+    todo = [s for s in sessions if s.given_replies is None]
+    total = sum(len(s.prompts) for s in todo)
+    missing = pending_turns(todo, journal)
+    counts = {"generated": 0, "failed": 0, "pending": missing}
+    if missing == 0:
+        return counts
+    backend = backend_factory()
+    local = is_local(backend)
+    replies = {s.session_id + "\0" + s.task: replies_so_far(journal, s) for s in todo}
+    max_turns = max(len(s.prompts) for s in todo)
+    with make_progress() as progress:
+        bar = progress.add_task("rollout (turns)", total=total, completed=total - missing)
+        for turn in range(max_turns):
+            batch = [
+                s for s in todo
+                if len(s.prompts) > turn and len(replies[s.session_id + "\0" + s.task]) == turn
+            ]
+            if not batch:
+                continue
+            convs = [conversation(s, replies[s.session_id + "\0" + s.task], turn) for s in batch]
+            gks = [normalise_gen_kwargs(gen_kwargs_for(s), local=local) for s in batch]
+            results = backend.generate(
+                convs, gks, seed=seed + turn, on_progress=lambda k: progress.advance(bar, k)
+            )
+            for s, res, gk in zip(batch, results, gks, strict=True):
+                journal.append(gen_entry(s, turn, res, gk))
+                if res.ok and res.text is not None:
+                    replies[s.session_id + "\0" + s.task].append(res.text)
+                    counts["generated"] += 1
+                else:
+                    counts["failed"] += 1
+    counts["pending"] = pending_turns(todo, journal)
+    return counts

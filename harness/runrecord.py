@@ -1,0 +1,141 @@
+"""The run directory: ``run.json``, ``samples.jsonl``, ``results.json`` and task exports.
+
+``--output_path DIR`` *is* the run. The fingerprint (everything that changes a number) decides whether
+a re-run resumes the directory or is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+RUN_FILES = ("run.json", "samples.jsonl", "results.json", "journal.jsonl")
+PACKAGES = (
+    "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "vllm",
+    "pandas", "scipy", "numpy", "jinja2", "aiohttp",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open("r", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_info() -> dict[str, Any]:
+    """Commit and dirty flag of the ditto-bench source tree, when it is a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root, capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+        )
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_info(),
+    }
+
+
+def fingerprint(spec: Mapping[str, Any]) -> str:
+    blob = json.dumps(spec, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool) -> bool:
+    """Check ``run_dir`` against the new fingerprint. Returns True when resuming an existing run.
+
+    A directory holding a run with another fingerprint is refused unless ``overwrite``, which removes the
+    run's files (and only those).
+    """
+    fp = fingerprint(spec)
+    run_json = run_dir / "run.json"
+    if not run_json.exists():
+        if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+            raise ConfigError(f"--output_path {run_dir} exists, is not empty and holds no run.json; pass --overwrite")
+        return False
+    try:
+        old = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        if not overwrite:
+            raise ConfigError(f"{run_json}: unreadable ({exc}); pass --overwrite to start again") from exc
+        old = {}
+    if old.get("fingerprint") == fp:
+        return True
+    if not overwrite:
+        changed = _changed_keys(old.get("spec", {}), spec)
+        raise ConfigError(
+            f"--output_path {run_dir} holds a run with a different configuration{changed}; "
+            "use another directory or pass --overwrite"
+        )
+    for name in os.listdir(run_dir):
+        target = run_dir / name
+        if name in RUN_FILES or name.endswith(".jsonl") or name.endswith(".json"):
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+    return False
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any] | None) -> str:
+    if new is None:
+        return ""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return f" (differs in: {', '.join(keys)})" if keys else ""

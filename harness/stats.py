@@ -1,0 +1,60 @@
+"""Confidence intervals: percentile bootstrap that resamples sessions (clusters), via scipy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def session_bootstrap_ci(
+    sums: Sequence[float],
+    counts: Sequence[float],
+    *,
+    seed: int,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+) -> list[float] | None:
+    """95% CI of the turn-level mean ``sum(sums) / sum(counts)`` resampling whole sessions.
+
+    Each session contributes the sum of its scored turn values and its number of scored turns, so a
+    resample keeps turns of one session together (turns of a session are not independent). Returns
+    ``None`` with fewer than two sessions.
+    """
+    s = np.asarray(sums, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    keep = c > 0
+    s, c = s[keep], c[keep]
+    if len(s) < 2:
+        return None
+    if np.allclose(s / c, s[0] / c[0]):
+        v = float(s.sum() / c.sum())
+        return [v, v]
+
+    def ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(num.sum(axis=axis) / den.sum(axis=axis))
+
+    res = stats.bootstrap(
+        (s, c),
+        ratio,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def paired_bootstrap_ci(
+    diffs_sums: Sequence[float],
+    counts: Sequence[float],
+    *,
+    seed: int,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+) -> list[float] | None:
+    """CI of a paired per-session difference (same as :func:`session_bootstrap_ci` on differences)."""
+    return session_bootstrap_ci(diffs_sums, counts, seed=seed, n_resamples=n_resamples, level=level)

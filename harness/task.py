@@ -1,0 +1,111 @@
+"""The task contract and the task registry.
+
+A task turns a data file into :class:`Session` objects (the user turns to play), says which judge
+prompts to send for each generated turn (:class:`JudgeCall`), and aggregates the recorded judge
+completions into metrics. The engine owns everything in between (rollout, judging, cache, resume).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import ConfigError
+from harness.types import ChatMessage, ParseResult
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Judge defaults of a task (the paper's or the benchmark's), overridable by flags."""
+
+    model: str
+    temperature: float
+    samples: int
+    max_tokens: int
+
+
+@dataclass
+class Session:
+    """One multi-turn conversation to roll out (or, in judge-only mode, already rolled out)."""
+
+    task: str
+    session_id: str
+    index: int
+    system: str | None
+    prompts: list[str]
+    lang: str | None = None
+    gen_overrides: dict[str, Any] = field(default_factory=dict)
+    given_replies: list[str] | None = None
+    payload: Any = None  # the task's own item (e.g. a WikiItem); not serialised by the engine
+
+
+@dataclass(frozen=True)
+class JudgeCall:
+    """One judge request for one generated turn."""
+
+    metric: str
+    turn: int
+    messages: list[ChatMessage]
+    template: str  # template id, e.g. "consistency.en"; its hash goes into the run record
+
+
+@dataclass
+class TaskData:
+    """Loaded, validated sessions and where they came from."""
+
+    sessions: list[Session]
+    source: str
+    sha256: str | dict[str, str]
+
+
+class Task(Protocol):
+    """What a benchmark must provide to the engine."""
+
+    name: str
+    version: int
+    judge_defaults: JudgeSettings
+    metrics: tuple[str, ...]
+
+    def load(self, data_path: Path | None, *, limit: int | None, responses: Path | None) -> TaskData: ...
+
+    def default_gen_kwargs(self) -> dict[str, Any]: ...
+
+    def judge_calls(self, session: Session, messages: Sequence[ChatMessage], turn: int) -> list[JudgeCall]: ...
+
+    def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult: ...
+
+    def template_hashes(self) -> dict[str, str]: ...
+
+    def session_extra(self, session: Session) -> dict[str, Any]: ...
+
+    def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
+
+    def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]: ...
+
+    def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]: ...
+
+
+# name -> "module:factory"; factories take keyword options (e.g. shuffle_candidates) and return a Task.
+TASKS: dict[str, str] = {
+    "wikiroleeval": "tasks.wikiroleeval.task:make_task",
+    "mtbench_roleplay": "tasks.mtbench.task:make_roleplay_task",
+    "mtbench": "tasks.mtbench.task:make_full_task",
+}
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """Instantiate a registered task; unknown names list close matches."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else f" (known: {', '.join(sorted(TASKS))})"
+        raise ConfigError(f"--tasks: unknown task {name!r}{hint}")
+    module, attr = TASKS[name].split(":")
+    try:
+        factory: Callable[..., Task] = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--tasks: task {name!r} is not available in this install: {exc}") from exc
+    return factory(**options)

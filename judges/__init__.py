@@ -1,0 +1,1 @@
+"""LLM-judge prompt templates, parsers and reducers."""

@@ -1,0 +1,1 @@
+"""Leaderboard tables built from run records."""

@@ -1,0 +1,1 @@
+"""Benchmark definitions (WikiRoleEval, MT-Bench)."""

@@ -1,0 +1,156 @@
+"""WikiRoleEval aggregation with the official semantics (ditto_method.md §2.5).
+
+Per turn: consistency = share of parsed samples naming the gold label (0 when none parsed);
+rejection = majority vote of parsed 0/1 samples (tie -> first seen), scored as agreement with the label
+on every turn; knowledge = mean of parsed scores. A turn without a value is excluded from its mean and
+counted in ``failures``. ``all`` and each language are means over turns (micro-averages), as in
+the official ``scoring.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from harness.stats import session_bootstrap_ci
+from harness.types import ParseResult
+from judges.parsers import parse_consistency, parse_knowledge, parse_rejection
+from judges.reducers import TurnVerdict, reduce_consistency, reduce_knowledge, reduce_rejection
+
+METRICS = ("consistency", "knowledge", "rejection")
+SPLITS = ("all", "en", "zh")
+
+
+def parse_sample(metric: str, text: str | None, lang: str) -> ParseResult:
+    if metric == "consistency":
+        return parse_consistency(text, lang)
+    if metric == "rejection":
+        return parse_rejection(text)
+    if metric == "knowledge":
+        return parse_knowledge(text)
+    raise ValueError(f"unknown WikiRoleEval metric {metric!r}")
+
+
+def judgment_samples(metric: str, judgment: Mapping[str, Any], lang: str) -> list[ParseResult]:
+    """Parse a recorded judgment's completions; a failed or missing call yields api_error samples."""
+    texts = list(judgment.get("completions") or [])
+    if judgment.get("status") != "ok":
+        return [ParseResult("api_error", reason=str(judgment.get("status")))] * max(1, len(texts))
+    return [
+        ParseResult("api_error", reason="missing_choice") if t is None else parse_sample(metric, t, lang)
+        for t in texts
+    ] or [ParseResult("api_error", reason="no_choices")]
+
+
+def turn_verdict(metric: str, samples: Sequence[ParseResult], label: str) -> TurnVerdict:
+    if metric == "consistency":
+        return reduce_consistency(samples, label)
+    if metric == "rejection":
+        return reduce_rejection(samples)
+    return reduce_knowledge(samples)
+
+
+def annotate(records: Sequence[dict[str, Any]]) -> None:
+    """Add ``parsed``, ``verdict`` and ``score`` to every judgment of every record (in place)."""
+    for rec in records:
+        labels = rec["rejection_labels"]
+        for turn in rec["turns"]:
+            for metric, j in turn["judgments"].items():
+                samples = judgment_samples(metric, j, rec["lang"])
+                v = turn_verdict(metric, samples, rec["label"])
+                j["parsed"] = [asdict(p) for p in samples]
+                j["verdict"] = asdict(v)
+                if metric == "rejection":
+                    j["score"] = None if v.value is None else int(v.value == labels[turn["turn"]])
+                else:
+                    j["score"] = v.value
+
+
+def _empty_failures() -> dict[str, dict[str, int]]:
+    keys = ("parse_error", "api_error", "turns_no_verdict", "turns_api_error", "turns_pending", "turns_scored")
+    return {m: dict.fromkeys(keys, 0) for m in METRICS}
+
+
+def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
+    """Metrics, 95% session-bootstrap CIs, failure counts and the rejection confusion matrix."""
+    annotate(records)
+    failures = _empty_failures()
+    # per split and metric: per-session (sum, count) of scored turn values
+    sums: dict[str, dict[str, list[tuple[float, int]]]] = {s: {m: [] for m in METRICS} for s in SPLITS}
+    confusion = {s: {"tp": 0, "fn": 0, "fp": 0, "tn": 0} for s in SPLITS}
+    by_pos: dict[int, list[float]] = {}
+    n_turns = 0
+    for rec in records:
+        lang = rec["lang"]
+        per_metric = {m: [0.0, 0] for m in METRICS}
+        gold_pos = rec.get("gold_position")
+        for turn in rec["turns"]:
+            n_turns += 1
+            for metric in METRICS:
+                j = turn["judgments"].get(metric)
+                f = failures[metric]
+                if j is None:
+                    f["turns_pending"] += 1
+                    continue
+                verdict = j["verdict"]
+                f["parse_error"] += verdict["n_parse_error"]
+                f["api_error"] += verdict["n_api_error"]
+                if j["status"] == "pending":
+                    f["turns_pending"] += 1
+                elif verdict["status"] == "no_verdict":
+                    f["turns_no_verdict"] += 1
+                elif verdict["status"] == "api_error":
+                    f["turns_api_error"] += 1
+                score = j["score"]
+                if score is None:
+                    continue
+                f["turns_scored"] += 1
+                per_metric[metric][0] += float(score)
+                per_metric[metric][1] += 1
+                if metric == "consistency" and gold_pos is not None:
+                    by_pos.setdefault(int(gold_pos), []).append(float(score))
+                if metric == "rejection":
+                    label = rec["rejection_labels"][turn["turn"]]
+                    pred = verdict["value"]
+                    cell = {(1, 1): "tp", (1, 0): "fn", (0, 1): "fp", (0, 0): "tn"}[(label, pred)]
+                    for split in ("all", lang):
+                        confusion[split][cell] += 1
+        for metric in METRICS:
+            s, c = per_metric[metric]
+            for split in ("all", lang):
+                sums[split][metric].append((s, c))
+    metrics: dict[str, dict[str, float | None]] = {}
+    ci95: dict[str, dict[str, list[float] | None]] = {}
+    n_scored: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        metrics[split], ci95[split], n_scored[split] = {}, {}, {}
+        for metric in METRICS:
+            pairs = sums[split][metric]
+            total = sum(c for _, c in pairs)
+            n_scored[split][metric] = total
+            metrics[split][metric] = (sum(s for s, _ in pairs) / total) if total else None
+            ci95[split][metric] = (
+                session_bootstrap_ci([s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_boot)
+                if total
+                else None
+            )
+    for cells in confusion.values():
+        pos, neg = cells["tp"] + cells["fn"], cells["fp"] + cells["tn"]
+        cells_any: dict[str, Any] = cells
+        cells_any["under_refusal_rate"] = cells["fn"] / pos if pos else None
+        cells_any["over_refusal_rate"] = cells["fp"] / neg if neg else None
+    return {
+        "metrics": metrics,
+        "ci95": ci95,
+        "n_sessions": len(records),
+        "n_sessions_by_lang": {lang: sum(1 for r in records if r["lang"] == lang) for lang in ("en", "zh")},
+        "n_turns": n_turns,
+        "n_scored_turns": n_scored,
+        "failures": failures,
+        "rejection_confusion": confusion,
+        "consistency_by_gold_position": {
+            str(p): {"mean": sum(v) / len(v), "n": len(v)} for p, v in sorted(by_pos.items())
+        },
+        "semantics": "official",
+    }

@@ -1,0 +1,136 @@
+"""The WikiRoleEval task: sessions from the test file, three judges per turn, official aggregation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.runrecord import atomic_write_jsonl
+from harness.task import JudgeCall, JudgeSettings, Session, TaskData
+from harness.types import ChatMessage, ParseResult
+from judges.render import render_judge_prompt, template_hashes
+from tasks.wikiroleeval.data import WikiItem, file_sha256, is_gold_candidate, load_wikiroleeval, resolve_data_path
+from tasks.wikiroleeval.scoring import aggregate, parse_sample
+
+REVIEW_FILE = "ditto_review.jsonl"
+
+
+class WikiRoleEval:
+    """WikiRoleEval as run by the paper: gpt-4-1106-preview judge, temperature 0.2, 3 samples."""
+
+    name = "wikiroleeval"
+    version = 1
+    judge_defaults = JudgeSettings(model="gpt-4-1106-preview", temperature=0.2, samples=3, max_tokens=2048)
+    metrics = ("consistency", "knowledge", "rejection")
+
+    def __init__(self, *, shuffle_candidates: bool = False, seed: int = 1234) -> None:
+        self.shuffle_candidates = shuffle_candidates
+        self.seed = seed
+
+    def load(self, data_path: Path | None, *, limit: int | None, responses: Path | None) -> TaskData:
+        if responses is not None:
+            items = load_wikiroleeval(responses, require_messages=True, limit=limit)
+            path = responses
+        else:
+            path = resolve_data_path(data_path, None)
+            items = load_wikiroleeval(path, limit=limit)
+        sessions = [self._session(i, item, given=responses is not None) for i, item in enumerate(items)]
+        return TaskData(sessions=sessions, source=str(path), sha256=file_sha256(path))
+
+    def _session(self, index: int, item: WikiItem, *, given: bool) -> Session:
+        replies = None
+        if given and item.messages is not None:
+            replies = [m["content"] for m in item.messages if m["role"] == "assistant"]
+        return Session(
+            task=self.name, session_id=item.session_id, index=index, system=item.system,
+            prompts=list(item.prompts), lang=item.lang, given_replies=replies, payload=item,
+        )
+
+    def candidates(self, session: Session) -> list[str]:
+        """Candidate order shown to the judge: as in the data, or a seeded per-session shuffle."""
+        item: WikiItem = session.payload
+        cands = list(item.candidates)
+        if self.shuffle_candidates:
+            random.Random(f"{self.seed}:{session.session_id}").shuffle(cands)
+        return cands
+
+    def default_gen_kwargs(self) -> dict[str, Any]:
+        # Greedy by default for reproducibility; the paper's decoding for Qwen models is
+        # --gen_kwargs temperature=0.7,top_p=0.8,repetition_penalty=1.1 (App. C, see README).
+        return {"max_gen_toks": 2048, "temperature": 0.0}
+
+    def judge_calls(self, session: Session, messages: Sequence[ChatMessage], turn: int) -> list[JudgeCall]:
+        item: WikiItem = session.payload
+        offset = 1 if messages and messages[0]["role"] == "system" else 0
+        query = messages[offset + 2 * turn]["content"]
+        reply = messages[offset + 2 * turn + 1]["content"]
+        lang = item.lang
+        prompts = {
+            "consistency": render_judge_prompt(
+                "consistency", lang, query=query, reply=reply, candidates=self.candidates(session)
+            ),
+            "rejection": render_judge_prompt("rejection", lang, label=item.label, query=query, reply=reply),
+            "knowledge": render_judge_prompt(
+                "knowledge", lang, label=item.label, summary=item.summary, query=query, reply=reply,
+                evidence=item.evidence[turn],
+            ),
+        }
+        return [
+            JudgeCall(metric=m, turn=turn, messages=[{"role": "user", "content": p}], template=f"{m}.{lang}")
+            for m, p in prompts.items()
+        ]
+
+    def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult:
+        return parse_sample(metric, text, session["lang"])
+
+    def template_hashes(self) -> dict[str, str]:
+        return template_hashes()
+
+    def session_extra(self, session: Session) -> dict[str, Any]:
+        item: WikiItem = session.payload
+        cands = self.candidates(session)
+        gold = next((i for i, c in enumerate(cands) if is_gold_candidate(c, item.label)), None)
+        return {
+            "label": item.label,
+            "candidates": cands,
+            "gold_position": gold,
+            "rejection_labels": list(item.rejection_labels),
+            "item": item.raw,
+        }
+
+    def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
+        return aggregate(records, seed=seed, n_boot=n_boot)
+
+    def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]:
+        """Write the official review format so the released ``scoring.py`` reproduces our numbers.
+
+        Per item: the test item plus ``messages``, ``consist_scores``, ``reject_scores`` (the 0/1 prediction)
+        and ``knowledge_scores``, one entry per generated turn. A turn without a verdict is ``null``;
+        ``scoring.py`` skips null consistency/knowledge but counts a null rejection as a disagreement, so the
+        numbers agree exactly when ``failures.rejection.turns_no_verdict`` is 0.
+        """
+        rows = []
+        for rec in records:
+            item = dict(rec["item"])
+            meta = dict(item.get("meta") or {})
+            meta.setdefault("lang", rec["lang"])
+            meta.setdefault("label", rec["label"])
+            meta.setdefault("rejection_labels", rec["rejection_labels"])
+            item["meta"] = meta
+            item["messages"] = rec["messages"]
+            judged = [t for t in rec["turns"] if t["judgments"]]
+            item["consist_scores"] = [t["judgments"]["consistency"]["score"] for t in judged]
+            item["reject_scores"] = [t["judgments"]["rejection"]["verdict"]["value"] for t in judged]
+            item["knowledge_scores"] = [t["judgments"]["knowledge"]["score"] for t in judged]
+            rows.append(item)
+        atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
+        return [REVIEW_FILE]
+
+    def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return []
+
+
+def make_task(*, shuffle_candidates: bool = False, seed: int = 1234) -> WikiRoleEval:
+    return WikiRoleEval(shuffle_candidates=shuffle_candidates, seed=seed)
