@@ -1,14 +1,14 @@
 """Checksummed downloads into the local ditto-bench cache.
 
-A :class:`RemoteFile` names one data file by its sha256 and lists where it can be downloaded from. :func:`fetch`
-tries the sources in order, verifies size and sha256, and only then moves the file into
+A :class:`RemoteFile` names one data file by its sha256 and lists where it can be downloaded from.
+:func:`fetch` tries the sources in order, verifies size and sha256, and only then moves the file into
 ``<cache_dir>/data/<sha256[:12]>-<name>``. A cached file is re-verified and reused without any network call.
 
-Sources are either the file itself (``kind="raw"``) or a zip archive holding it (``kind="zip"``; ``member`` is the
-path suffix of the file inside the archive, matched at a ``/`` boundary). Failures are reported per source; a Git
-LFS *pointer* served in place of the content (what GitHub's raw URLs return for LFS files) is recognised and named
-as such. Nothing partial is ever left in the cache: downloads go to a temporary file in the same folder and are
-moved with ``os.replace`` once verified.
+Sources are either the file itself (``kind="raw"``) or a zip archive holding it (``kind="zip"``; ``member``
+is the path suffix of the file inside the archive, matched at a ``/`` boundary). Failures are reported per
+source; a Git LFS *pointer* served in place of the content (what GitHub's raw URLs return for LFS files) is
+recognised and named as such. Nothing partial is ever left in the cache: downloads go to a temporary file in
+the same folder and are moved with ``os.replace`` once verified.
 
 Only the standard library (urllib) does the networking; rich draws the progress bar.
 """
@@ -97,7 +97,10 @@ class _SourceFailed(Exception):
 
 
 def default_cache_dir() -> Path:
-    """Return ``$DITTO_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ditto-bench``, else ``~/.cache/ditto-bench``."""
+    """Return the cache root.
+
+    ``$DITTO_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ditto-bench``, else ``~/.cache/ditto-bench``.
+    """
     explicit = os.environ.get("DITTO_BENCH_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser()
@@ -127,7 +130,8 @@ def fetch(
         remote: The file to fetch, with its expected sha256 and size.
         cache_dir: Cache root; defaults to :func:`default_cache_dir`.
         timeout: Socket timeout in seconds for each connection and read.
-        retries: Extra attempts per source after a transient failure (timeout, connection error, HTTP 5xx/429).
+        retries: Extra attempts per source after a transient failure (timeout, connection error,
+            HTTP 5xx/429).
         show_progress: Draw a rich progress bar on stderr while downloading.
 
     Raises:
@@ -143,7 +147,9 @@ def fetch(
         # A corrupted cache entry can never become valid again; drop it and download afresh.
         target.unlink(missing_ok=True)
     if not remote.sources:
-        raise DataError(f"no download source configured for {remote.name} and it is not in the cache ({target})")
+        raise DataError(
+            f"no download source configured for {remote.name} and it is not in the cache ({target})"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for source in remote.sources:

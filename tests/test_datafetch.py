@@ -105,7 +105,9 @@ def server() -> Iterator[FakeServer]:
             "/always500": [Reply(503, b"busy")],
             "/short": [Reply(body=CONTENT[:1000], declared_length=len(CONTENT))],
             "/slow": [Reply(body=CONTENT, delay=1.0)],
-            "/data.zip": [Reply(body=_zip({f"ditto_data/data/{NAME}": CONTENT, "ditto_data/README.md": b"hi"}))],
+            "/data.zip": [
+                Reply(body=_zip({f"ditto_data/data/{NAME}": CONTENT, "ditto_data/README.md": b"hi"}))
+            ],
             "/badmember.zip": [Reply(body=_zip({f"ditto_data/data/{NAME}": WRONG_SAME_SIZE}))],
             "/nomember.zip": [Reply(body=_zip({"ditto_data/data/other.jsonl": CONTENT}))],
             "/notzip.zip": [Reply(body=b"this is not a zip archive")],
@@ -214,7 +216,8 @@ def test_no_retry_means_one_attempt(server: FakeServer, tmp_path: Path) -> None:
 
 
 def test_cut_connection_is_retried_then_reported(server: FakeServer, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"download cut short: 1000 of \d+ bytes \(gave up after 2 attempts\)"):
+    expected = r"download cut short: 1000 of \d+ bytes \(gave up after 2 attempts\)"
+    with pytest.raises(DataError, match=expected):
         _fetch(_remote(Source(server.url("/short"))), tmp_path, retries=1)
     assert server.requests == ["/short", "/short"]
     assert _data_dir_entries(tmp_path) == []
@@ -293,7 +296,9 @@ def test_default_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert default_cache_dir() == Path.home() / ".cache" / "ditto-bench"
 
 
-def test_fetch_uses_default_cache_dir(server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fetch_uses_default_cache_dir(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DITTO_BENCH_CACHE_DIR", str(tmp_path / "c"))
     path = fetch(_remote(Source(server.url("/good"))), timeout=5.0, show_progress=False)
     assert path.parent == tmp_path / "c" / "data"

@@ -25,7 +25,9 @@ MINI = FIXTURES / "wikiroleeval_mini.jsonl"
 TOPLEVEL = FIXTURES / "wikiroleeval_toplevel.jsonl"
 RESPONSES = FIXTURES / "wikiroleeval_responses.jsonl"
 
-SCORING_FIELDS = ("system", "prompts", "lang", "label", "summary", "candidates", "evidence", "rejection_labels")
+SCORING_FIELDS = (
+    "system", "prompts", "lang", "label", "summary", "candidates", "evidence", "rejection_labels"
+)
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -120,7 +122,8 @@ def test_field_in_both_places_with_equal_values_is_fine(tmp_path: Path) -> None:
 
 def test_blank_lines_skipped_but_counted(tmp_path: Path) -> None:
     rows = _rows(MINI)[:3]
-    path = _write(tmp_path / "x.jsonl", ["", json.dumps(rows[0]), "   ", json.dumps(rows[1]), json.dumps(rows[2])])
+    lines = ["", json.dumps(rows[0]), "   ", json.dumps(rows[1]), json.dumps(rows[2])]
+    path = _write(tmp_path / "x.jsonl", lines)
     items = load_wikiroleeval(path)
     assert [i.line for i in items] == [2, 4, 5]
     assert [i.session_id for i in items] == ["wre-0002", "wre-0004", "wre-0005"]
@@ -135,7 +138,8 @@ def test_duplicate_sessions_allowed(tmp_path: Path) -> None:
 def test_utf8_bom_and_crlf_tolerated(tmp_path: Path) -> None:
     rows = _rows(MINI)[:2]
     path = tmp_path / "x.jsonl"
-    path.write_bytes(("\ufeff" + "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n").encode())
+    text = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    path.write_bytes(("\ufeff" + text + "\r\n").encode())
     assert [i.label for i in load_wikiroleeval(path)] == [r["meta"]["label"] for r in rows]
 
 
@@ -212,13 +216,16 @@ BROKEN: list[tuple[str, Mutation, str | None, str]] = [
     ("lang_fr", _set("meta/lang", "fr"), "meta.lang", 'expected "en" or "zh", got "fr"'),
     ("summary_null", _set("meta/summary", None), "meta.summary", "expected a string, got null"),
     ("meta_not_object", _set("meta", ["x"]), "meta", "expected an object, got list"),
-    ("evidence_conflict", _meta_plus_top("evidence", ["- x"] * 5), "evidence", "differs from 'meta.evidence'"),
+    ("evidence_conflict", _meta_plus_top("evidence", ["- x"] * 5), "evidence",
+     "differs from 'meta.evidence'"),
     ("labels_spelling_conflict", _toplevel_then(_meta_plus_top("rejection_labels", [1, 1, 1, 1, 1])),
      "rejection labels", "differs from 'rejection_labels'"),
 ]
 
 
-@pytest.mark.parametrize(("mutation", "field", "problem"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
+@pytest.mark.parametrize(
+    ("mutation", "field", "problem"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
 def test_broken_item_reports_one_line(
     tmp_path: Path, mutation: Mutation, field: str | None, problem: str
 ) -> None:

@@ -17,7 +17,15 @@ from typing import Any
 
 from harness.errors import ConfigError, DittoError
 
-from .config import SFTRunConfig, config_fields, parse_flag_value, resolve_config, type_label, unknown_key_message
+from .config import (
+    SFTRunConfig,
+    config_fields,
+    parse_bool,
+    parse_flag_value,
+    resolve_config,
+    type_label,
+    unknown_key_message,
+)
 
 PROG = "ditto-bench train"
 _OWN_FLAGS = ("config", "dry_run", "help")
@@ -67,7 +75,7 @@ def parse_argv(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, Any]]
         takes_bare = name == "dry_run" or (name in fields and hints[name] in (bool, bool | None))
         if not has_eq:
             nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and not nxt.startswith("--") and not (takes_bare and nxt.lower() not in _BOOL_WORDS):
+            if nxt is not None and not nxt.startswith("--"):
                 value = nxt
                 i += 1
             elif takes_bare:
@@ -78,15 +86,12 @@ def parse_argv(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, Any]]
         if name == "config":
             config_path = value
         elif name == "dry_run":
-            dry_run = value.lower() in ("true", "yes", "on", "1")
+            dry_run = parse_bool(value, "--dry_run")
         elif name not in fields:
             raise ConfigError(unknown_key_message(name, None, extra=_OWN_FLAGS))
         else:
             flags[name] = parse_flag_value(name, value)
     return config_path, dry_run, want_help, flags
-
-
-_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0", "auto", "null", "none"}
 
 
 def _print_summary(prep: Any, *, dry_run: bool) -> None:
@@ -100,7 +105,7 @@ def _print_summary(prep: Any, *, dry_run: bool) -> None:
         out.print(yaml.safe_dump(prep.cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False)
     table = Table(title="SFT plan" + (" (dry run: nothing trained or written)" if dry_run else ""))
     table.add_column("item")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in prep.summary().items():
         table.add_row(key, str(value))
     out.print(table)

@@ -281,6 +281,14 @@ def _coerce(hint: Any, value: Any) -> Any:
     raise ValueError
 
 
+def parse_bool(text: str, where: str) -> bool:
+    """A boolean given as a word (true/false, yes/no, on/off, 1/0); ConfigError otherwise."""
+    word = text.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ConfigError(f"{where} expects true or false, got {text!r}")
+    return word in _TRUE
+
+
 def coerce_value(key: str, value: Any, where: str) -> Any:
     """Type-check one config value against its field; ConfigError naming `where` and the key on mismatch."""
     fields = config_fields()

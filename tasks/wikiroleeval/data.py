@@ -1,19 +1,20 @@
 """WikiRoleEval test data: loading, validation and the official file.
 
 Layouts. The OFA-Sys/Ditto README documents the scoring fields at the top level of each line
-(``role_consist_cands``, ``evidence``, ``"rejection labels"`` with a space), while the released evaluation code
-reads them from ``meta`` (``meta.role_consist_cands``, ``meta.evidence``, ``meta.rejection_labels``,
-``meta.label``, ``meta.summary``, ``meta.lang``). Both layouts and both spellings are accepted; a field present in
-both places with different values is an error. Every line is validated before anything is returned, and the
-first problem is reported as one line ``{path}:{line}: field '{name}': {problem}``, the field named as it is
-spelled in the file.
+(``role_consist_cands``, ``evidence``, ``"rejection labels"`` with a space), while the released evaluation
+code reads them from ``meta`` (``meta.role_consist_cands``, ``meta.evidence``, ``meta.rejection_labels``,
+``meta.label``, ``meta.summary``, ``meta.lang``). Both layouts and both spellings are accepted; a field
+present in both places with different values is an error. Every line is validated before anything is
+returned, and the first problem is reported as one line ``{path}:{line}: field '{name}': {problem}``, the
+field named as it is spelled in the file.
 
-Official file. The test file lives in Git LFS in OFA-Sys/Ditto; its sha256 and size are those of the LFS pointer
-in the repository. :func:`official_sources` lists where it is fetched from: first any mirrors given in the
-environment variable ``DITTO_BENCH_WIKIROLEEVAL_MIRRORS`` (whitespace-separated URLs; a URL whose path ends in
-``.zip`` is read as a zip archive containing the file, matched by its file name), then GitHub's LFS media URL. The
-README also mentions a ``ditto_data.zip`` on Aliyun OSS, but its URL could not be confirmed, so it is not built in;
-put it in the environment variable if you have it. Every source is checked against the same sha256.
+Official file. The test file lives in Git LFS in OFA-Sys/Ditto; its sha256 and size are those of the LFS
+pointer in the repository. :func:`official_sources` lists where it is fetched from: first any mirrors given in
+the environment variable ``DITTO_BENCH_WIKIROLEEVAL_MIRRORS`` (whitespace-separated URLs; a URL whose path
+ends in ``.zip`` is read as a zip archive containing the file, matched by its file name), then GitHub's LFS
+media URL. The README also mentions a ``ditto_data.zip`` on Aliyun OSS, but its URL could not be confirmed,
+so it is not built in; put it in the environment variable if you have it. Every source is checked against
+the same sha256.
 """
 
 from __future__ import annotations
@@ -113,12 +114,15 @@ def is_gold_candidate(candidate: str, label: str) -> bool:
     return False
 
 
-def load_wikiroleeval(path: Path, *, require_messages: bool = False, limit: int | None = None) -> list[WikiItem]:
+def load_wikiroleeval(
+    path: Path, *, require_messages: bool = False, limit: int | None = None
+) -> list[WikiItem]:
     """Load and validate a WikiRoleEval JSONL file.
 
     Args:
         path: The test file, or a response file (test items plus ``messages``).
-        require_messages: Also require and validate a ``messages`` conversation per item (``ditto-bench judge``).
+        require_messages: Also require and validate a ``messages`` conversation per item
+            (the ``ditto-bench judge`` input).
         limit: Keep only the first ``limit`` items; every line is validated regardless.
 
     Raises:
@@ -160,13 +164,13 @@ def load_wikiroleeval(path: Path, *, require_messages: bool = False, limit: int 
 
 
 def official_sources() -> tuple[Source, ...]:
-    """Return the download sources of the official test file: env-var mirrors first, then the LFS media URL."""
+    """Return the official test file's sources: env-var mirrors first, then the LFS media URL."""
     mirrors = os.environ.get(MIRRORS_ENV, "").split()
     return (*(_mirror_source(url) for url in mirrors), *OFFICIAL_TEST_FILE.sources)
 
 
 def resolve_data_path(data_path: Path | None, cache_dir: Path | None) -> Path:
-    """Return the test file to use: ``data_path`` when given (it must exist), else the fetched official file."""
+    """Return the test file to use: ``data_path`` if given (it must exist), else the fetched official file."""
     if data_path is not None:
         path = Path(data_path).expanduser()
         if not path.is_file():
@@ -256,7 +260,7 @@ def _require(obj: dict[str, Any], key: str) -> Any:
 
 
 def _scoring_field(obj: dict[str, Any], meta: dict[str, Any], key: str) -> tuple[str, Any]:
-    """Find a scoring field under ``meta`` or at the top level; return (name as spelled in the file, value)."""
+    """Find a scoring field under ``meta`` or at the top level; return (name as spelled, value)."""
     found: list[tuple[str, Any]] = []
     for spelling in _SPELLINGS[key]:
         if spelling in meta:
@@ -308,7 +312,9 @@ def _check_messages(obj: dict[str, Any], prompts: list[str]) -> list[dict[str, s
                 raise _FieldError(f"messages[{i}]", f"turn {turn}: expected role {expected!r}, got {role!r}")
             if role == "user":
                 if turn > len(prompts):
-                    raise _FieldError(f"messages[{i}]", f"turn {turn}: extra turn, 'prompts' has {len(prompts)}")
+                    raise _FieldError(
+                        f"messages[{i}]", f"turn {turn}: extra turn, 'prompts' has {len(prompts)}"
+                    )
                 if content != prompts[turn - 1]:
                     raise _FieldError(
                         f"messages[{i}]", f"turn {turn}: user content differs from 'prompts[{turn - 1}]'"
@@ -320,7 +326,8 @@ def _check_messages(obj: dict[str, Any], prompts: list[str]) -> list[dict[str, s
     if n_assistant != len(prompts):
         raise _FieldError(
             "messages",
-            f"has {n_assistant} assistant turns but 'prompts' has {len(prompts)} (turn {n_assistant + 1} missing)",
+            f"has {n_assistant} assistant turns but 'prompts' has {len(prompts)} "
+            f"(turn {n_assistant + 1} missing)",
         )
     return checked
 
