@@ -20,10 +20,11 @@ from typing import Any
 import httpx2
 import openai
 
-from harness.cache import ResponseCache, cache_key
+from harness.cache import ResponseCache, cache_key, sample_key
 from harness.types import ChatMessage, Completion, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+_JSON_OPTIONS: Any = {"headers": {"Content-Type": "application/json"}}
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -118,18 +119,11 @@ class ChatClient:
 
     def keys_for(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> list[str]:
         """Cache keys of the ``n`` samples of one request."""
-        fields = params.payload_fields()
-        return [
-            cache_key(
-                kind="chat",
-                endpoint=self.base_url,
-                model=self.model,
-                messages=messages,
-                params=fields,
-                sample_index=i,
-            )
-            for i in range(n)
-        ]
+        base = cache_key(
+            kind="chat", endpoint=self.base_url, model=self.model, messages=messages,
+            params=params.payload_fields(), sample_index=0,
+        )
+        return [base] + [sample_key(base, i) for i in range(1, n)]
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: SamplingParams, n: int = 1
@@ -168,13 +162,18 @@ class ChatClient:
         body: dict[str, Any] = {"model": self.model, "messages": list(messages), **params.payload_fields()}
         if n != 1:
             body["n"] = n
+        # Pre-encoded bytes: openai deep-copies a dict body on every attempt and httpx2 re-encodes it;
+        # with long judge prompts that was the largest client-side cost per call.
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         last_error = ""
         attempt = 0
         for attempt in range(1, self.max_retries + 2):
             delay: float | None = None
             try:
                 async with sem:
-                    resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    resp = await client.post(
+                        "/chat/completions", content=content, cast_to=httpx2.Response, options=_JSON_OPTIONS
+                    )
                 data = json.loads(resp.content)
                 return self._parse(data, n, attempt)
             except openai.APIStatusError as exc:

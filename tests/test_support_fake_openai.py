@@ -28,7 +28,10 @@ def ask(client: OpenAI, messages: list[dict[str, Any]] | None = None, **kw: Any)
 
 
 def test_n_choices_usage_and_model_echo(judge_server: FakeOpenAI) -> None:
-    msgs = [{"role": "system", "content": "You are Edward III."}, {"role": "user", "content": "你好，国王陛下！"}]
+    msgs = [
+        {"role": "system", "content": "You are Edward III."},
+        {"role": "user", "content": "你好，国王陛下！"},
+    ]
     r = ask(sync_client(judge_server), msgs, n=3, temperature=0.7)
     assert r.object == "chat.completion" and r.model == "judge-x"
     assert [c.index for c in r.choices] == [0, 1, 2]
@@ -117,13 +120,15 @@ def test_garbage_body(judge_server: FakeOpenAI) -> None:
 
 def test_garbage_body_strict_client(judge_server: FakeOpenAI) -> None:
     judge_server.add_fault(Fault("garbage", content_type="text/html"))
-    client = OpenAI(base_url=judge_server.base_url, api_key=SECRET, max_retries=0, _strict_response_validation=True)
+    client = OpenAI(
+        base_url=judge_server.base_url, api_key=SECRET, max_retries=0, _strict_response_validation=True
+    )
     with pytest.raises(openai.APIResponseValidationError):
         ask(client)
 
 
 def _cause_chain(exc: BaseException) -> list[str]:
-    names = []
+    names: list[str] = []
     cur: BaseException | None = exc
     while cur is not None and len(names) < 10:
         names.append(type(cur).__name__)
@@ -206,11 +211,8 @@ def test_models_endpoint_short_path_and_bad_json(judge_server: FakeOpenAI) -> No
     models = sync_client(judge_server).models.list()
     assert [m.id for m in models.data] == ["fake-model"]
     short = judge_server.base_url.removesuffix("/v1") + "/chat/completions"
-    body = json.loads(
-        urllib.request.urlopen(
-            urllib.request.Request(short, data=json.dumps({"messages": HELLO}).encode(), method="POST"), timeout=10
-        ).read()
-    )
+    good = urllib.request.Request(short, data=json.dumps({"messages": HELLO}).encode(), method="POST")
+    body = json.loads(urllib.request.urlopen(good, timeout=10).read())
     assert body["choices"][0]["message"]["content"].startswith("reply to:")
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(urllib.request.Request(short, data=b"{nope", method="POST"), timeout=10)

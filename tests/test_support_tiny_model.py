@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_build_reload_round_trip(tiny_model_dir: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     fresh = build_tiny_tokenizer()
     assert (tok.eos_token, tok.pad_token, tok.padding_side) == ("<|im_end|>", "<|endoftext|>", "left")
-    assert gen["eos_token_id"] == [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
+    assert gen["eos_token_id"] == tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     assert gen["pad_token_id"] == tok.pad_token_id
     for text in TEXTS:
         ids = tok.encode(text)
@@ -67,7 +68,7 @@ def test_chat_template_renders_chatml(tiny_model_dir: Path) -> None:
         "<|im_start|>assistant\n"
     )
     convo = [*SYS_USER, {"role": "assistant", "content": "It is 1340."}]
-    out = tok.apply_chat_template(convo, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    out: Any = tok.apply_chat_template(convo, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     masked = [i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tok.decode(masked) == "It is 1340.<|im_end|>"
 
@@ -103,7 +104,7 @@ def test_hflm_generate_until(tiny_model_dir: Path, tiny_model_nosys_dir: Path) -
     convs = [
         SYS_USER,
         [{"role": "user", "content": "Hi"}],
-        [*SYS_USER, {"role": "assistant", "content": "It is 1340."}, {"role": "user", "content": "再说一遍。"}],
+        [*SYS_USER, {"role": "assistant", "content": "It is 1340."}, {"role": "user", "content": "再说。"}],
     ]
     gk = {"until": [], "max_gen_toks": 8, "do_sample": False}
     reqs = [
@@ -128,27 +129,31 @@ def test_quick_sft_learns_replies(tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     rows = [
-        {"messages": [
-            {"role": "system", "content": "You are a sleepy dragon."},
-            {"role": "user", "content": "Who are you?"},
-            {"role": "assistant", "content": "I am sleeping in the mountain."},
-        ]},
-        {"messages": [
-            {"role": "system", "content": "你是一位图书馆守护者。"},
-            {"role": "user", "content": "你好"},
-            {"role": "assistant", "content": "欢迎来到图书馆。"},
-        ]},
+        {
+            "messages": [
+                {"role": "system", "content": "You are a sleepy dragon."},
+                {"role": "user", "content": "Who are you?"},
+                {"role": "assistant", "content": "I am sleeping in the mountain."},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "system", "content": "你是一位图书馆守护者。"},
+                {"role": "user", "content": "你好"},
+                {"role": "assistant", "content": "欢迎来到图书馆。"},
+            ]
+        },
     ]
     out = quick_sft(tiny_model_dir, tmp_path / "sft", rows, steps=30)
     tok = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForCausalLM.from_pretrained(out)
+    model: Any = AutoModelForCausalLM.from_pretrained(out)
     for row in rows:
-        enc = tok.apply_chat_template(
+        enc: Any = tok.apply_chat_template(
             row["messages"][:2], add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=24, do_sample=False)
-        reply = tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        reply = tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         assert reply == row["messages"][2]["content"]
     with pytest.raises(ValueError):
         quick_sft(tiny_model_dir, tmp_path / "none", [])

@@ -108,16 +108,18 @@ class Collector:
             for lang in self.langs:
                 skip(lang, "entity_missing")
             return False
+        articles: dict[str, Article | None] = {}
         try:
-            articles = {lang: self._article(entity, lang) for lang in dict.fromkeys(self.langs + self.require_langs)}
+            # Required languages first: a role that fails the filter costs no further requests.
+            for lang in dict.fromkeys(self.require_langs + self.langs):
+                articles[lang] = self._article(entity, lang)
+                if lang in self.require_langs and articles[lang] is None:
+                    for out_lang in self.langs:
+                        skip(out_lang, f"no_{lang}_article")
+                    return False
         except FetchError as exc:  # transient trouble with one page: not marked done, retried next run
             self.stats.errors.append(f"{cand.qid}: {exc}")
             return False
-        for lang in self.require_langs:
-            if articles[lang] is None:
-                for out_lang in self.langs:
-                    skip(out_lang, f"no_{lang}_article")
-                return False
         raw = extract_claims(entity.get("claims") or {})
         labels = self.resolve_labels(ids_to_label(raw))
         has_record = False

@@ -48,7 +48,9 @@ def sft_args(prep: Prepared) -> SFTConfig:
         seed=cfg.seed,
         bf16=prep.bf16,
         use_cpu=prep.use_cpu,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        # transformers 5 renamed gradient_checkpointing (TRL's default: on) to activation_checkpointing; setting
+        # the new name takes precedence over the old default and avoids a deprecation warning.
+        activation_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy=cfg.save_strategy,
@@ -94,6 +96,7 @@ def build_trainer(prep: Prepared) -> SFTTrainer:
 
         model = AutoModelForCausalLM.from_pretrained(cfg.model, **(args.model_init_kwargs or {}))
         model.resize_token_embeddings(len(prep.tokenizer))
+        args.model_init_kwargs = None  # used above; TRL would warn that they are ignored
     dataset = Dataset.from_list([{"messages": list(m)} for m in prep.conversations])
     return SFTTrainer(
         model=model,

@@ -264,7 +264,10 @@ class FakeOpenAI:
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}]}
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}],
+            }
         )
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
@@ -333,9 +336,7 @@ class FakeOpenAI:
         with self._lock:
             self._n_created += 1
             serial = self._n_created
-        prompt_texts = [
-            _text_of(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)
-        ]
+        prompt_texts = [_text_of(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)]
         prompt_tokens = _token_estimate(prompt_texts)
         completion_tokens = _token_estimate(contents)
         return {
@@ -406,7 +407,9 @@ def run_fake_openai_process(latency: float = 0.0, start_timeout: float = 30.0) -
                 proc.wait(timeout=5)
                 err_file.seek(0)
                 err = err_file.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"fake server process did not report its URL (got {line!r}); stderr: {err}")
+                raise RuntimeError(
+                    f"fake server process did not report its URL (got {line!r}); stderr: {err}"
+                )
             yield line
         finally:
             if proc.poll() is None:

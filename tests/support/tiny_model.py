@@ -26,7 +26,8 @@ PAD_TOKEN = "<|endoftext|>"
 # Qwen2's pre-tokenizer split. transformers 5.x rebuilds a Qwen2Tokenizer around the saved vocab with
 # exactly this regex (plus NFC); training with the same pipeline keeps ids identical after reload.
 QWEN2_PRETOKENIZE_RE = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 # ChatML. The {% generation %} block wraps the assistant content *and* <|im_end|>, so TRL's
@@ -55,9 +56,21 @@ NO_SYSTEM_CHAT_TEMPLATE: str = (
 
 # Names and phrases the WikiRoleEval / MT-Bench fixtures and judge prompts use, so they get merges.
 _EN_NAMES = [
-    "Edward III of England", "Anne, Princess Royal", "Jean-Pierre Sauvage", "Zhang Ziyi", "Marie Curie",
-    "Albert Einstein", "Isaac Newton", "Ada Lovelace", "Li Bai", "Sherlock Holmes", "Confucius",
-    "Napoleon Bonaparte", "Queen Victoria", "Leonardo da Vinci", "William Shakespeare",
+    "Edward III of England",
+    "Anne, Princess Royal",
+    "Jean-Pierre Sauvage",
+    "Zhang Ziyi",
+    "Marie Curie",
+    "Albert Einstein",
+    "Isaac Newton",
+    "Ada Lovelace",
+    "Li Bai",
+    "Sherlock Holmes",
+    "Confucius",
+    "Napoleon Bonaparte",
+    "Queen Victoria",
+    "Leonardo da Vinci",
+    "William Shakespeare",
 ]
 _ZH_NAMES = ["李白", "杜甫", "孔子", "章子怡", "爱德华三世", "居里夫人", "诸葛亮", "苏轼", "武则天", "鲁迅"]
 _EN_TEMPLATES = [
@@ -69,7 +82,7 @@ _EN_TEMPLATES = [
     "The most suitable role is [{name}].",
     "Sorry, I do not know what a smartphone is; it is beyond my time.",
     "Score: {digit}/10. The answer is consistent with the role's knowledge.",
-    "Question {digit}: \"What is the Treaty of Brétigny?\" Answer: a peace treaty (1360).",
+    'Question {digit}: "What is the Treaty of Brétigny?" Answer: a peace treaty (1360).',
     "- He declared himself the rightful heir to the French throne.",
 ]
 _ZH_TEMPLATES = [
@@ -107,7 +120,16 @@ def build_tiny_tokenizer(
     attached (`NO_SYSTEM_CHAT_TEMPLATE` when `system_role_supported` is False). All 256 bytes are in
     the initial alphabet, so any UTF-8 text encodes and decodes back unchanged (modulo NFC).
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

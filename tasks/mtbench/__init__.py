@@ -1,0 +1,1 @@
+"""MT-Bench (FastChat ``llm_judge``) single-answer grading: the roleplay category and the full benchmark."""
