@@ -10,6 +10,12 @@ from rich.table import Table
 from harness.progress import out_console
 
 
+_SHORT = {
+    "parse_error": "parse_err", "api_error": "api_err", "turns_no_verdict": "no_verdict",
+    "turns_api_error": "api_err_turns", "turns_pending": "pending", "turns_scored": "scored",
+}
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "—"
@@ -65,6 +71,16 @@ def print_results(results: Mapping[str, Any]) -> None:
                 table.add_row(k, _fmt(v), f"[{_fmt(lohi[0])}, {_fmt(lohi[1])}]" if lohi else "—")
         out_console.print(table)
         fails = res.get("failures")
-        if fails:
+        if isinstance(fails, Mapping) and fails and all(isinstance(v, Mapping) for v in fails.values()):
+            cols = list(dict.fromkeys(k for v in fails.values() for k in v))
+            ft = Table(title=f"{name}: failures (samples and turns)", title_justify="left")
+            ft.add_column("metric")
+            for c in cols:
+                ft.add_column(_SHORT.get(c, c), justify="right")
+            for metric, counts in fails.items():
+                ft.add_row(metric, *[_fmt(counts.get(c)) for c in cols])
+            out_console.print(ft)
+        elif fails:
             out_console.print(f"  failures: {fails}")
-        out_console.print(f"  usage: {res.get('usage')}")
+        usage = res.get("usage") or {}
+        out_console.print("  judge usage: " + ", ".join(f"{k}={v}" for k, v in usage.items()))

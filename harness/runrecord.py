@@ -137,5 +137,17 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool) 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any] | None) -> str:
     if new is None:
         return ""
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    keys = _diff_paths(old, new, "")
     return f" (differs in: {', '.join(keys)})" if keys else ""
+
+
+def _diff_paths(old: Any, new: Any, prefix: str) -> list[str]:
+    """Dotted paths where two JSON-like values differ (e.g. ``tasks.wikiroleeval.judge.model``)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _diff_paths(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str) else [
+        prefix or "<root>"
+    ]

@@ -72,10 +72,23 @@ def test_transient_faults_leave_golden_numbers(judge_server: FakeOpenAI, tmp_pat
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
 
-def test_persistent_judge_failure_is_counted_then_retried(judge_server: FakeOpenAI, tmp_path: Path) -> None:
+# Session A turn 0 is scored 1 (consistency), 9 (knowledge) and 1 (rejection: predicts 0, label 0). When its call
+# fails for good the turn is excluded from that metric's mean, not scored 0:
+# consistency (0.5 + 0 + 2/3 | 1 + 2/3 + 1/3) / 6, knowledge (7 + 5.5 | 4 + 7 + 3) / 5, rejection (0 + 1 | 1 + 0 + 0) / 5.
+WITHOUT_A0 = {
+    "consistency": (6, (0.5 + 0 + 2 / 3 + 1 + 2 / 3 + 1 / 3) / 6),
+    "knowledge": (5, (7 + 5.5 + 4 + 7 + 3) / 5),
+    "rejection": (5, 2 / 5),
+}
+
+
+@pytest.mark.parametrize("metric", sorted(WITHOUT_A0))
+def test_persistent_judge_failure_is_counted_then_retried(
+    judge_server: FakeOpenAI, tmp_path: Path, metric: str
+) -> None:
     path, (a, b) = _two_sessions(tmp_path)
     verdicts = _verdicts(a, b)
-    target = ("rejection", a["prompts"][0])  # session A turn 0: rejection prediction 0 vs label 0 -> 1
+    target = (metric, a["prompts"][0])
     judge_server.set_responder(scripted_judge(verdicts))
     judge_server.add_fault(Fault("status", status=500, retry_after=0.05, match=_on(*target), times=100))
     out = tmp_path / "run"
@@ -86,17 +99,18 @@ def test_persistent_judge_failure_is_counted_then_retried(judge_server: FakeOpen
 
     res = json.loads((out / "results.json").read_text())
     task = res["tasks"]["wikiroleeval"]
-    f = task["failures"]["rejection"]
-    assert f["api_error"] == 3 and f["turns_api_error"] == 1  # 3 samples of the one failed call
-    assert task["failures"]["consistency"]["api_error"] == 0 and task["failures"]["knowledge"]["api_error"] == 0
-    # the turn is excluded, not scored 0: A's rejection scores [x, 0, 1, none] + B's [1, 0, 0]
-    assert task["n_scored_turns"]["all"]["rejection"] == 5
-    assert task["metrics"]["all"]["rejection"] == pytest.approx(2 / 5)
-    assert task["metrics"]["en"]["rejection"] == pytest.approx(1 / 2)
-    assert task["metrics"]["all"]["consistency"] == pytest.approx(EXPECTED["all"]["consistency"])
+    f = task["failures"][metric]
+    assert f["api_error"] == 3 and f["turns_api_error"] == 1  # the 3 samples of the one failed call
+    assert all(task["failures"][m]["api_error"] == 0 for m in WITHOUT_A0 if m != metric)
+    n_scored, mean = WITHOUT_A0[metric]
+    assert task["n_scored_turns"]["all"][metric] == n_scored
+    assert task["metrics"]["all"][metric] == pytest.approx(mean, abs=1e-12)
+    for other in WITHOUT_A0:
+        if other != metric:
+            assert task["metrics"]["all"][other] == pytest.approx(EXPECTED["all"][other], abs=1e-12)
     assert res["complete"] is False and res["judging"]["calls_api_error"] == 1
     assert json.loads((out / "run.json").read_text())["status"] == "incomplete"
-    j = _samples(out)[0]["turns"][0]["judgments"]["rejection"]
+    j = _samples(out)[0]["turns"][0]["judgments"][metric]
     assert j["status"] == "api_error" and "500" in j["error"] and j["score"] is None
 
     judge_server.reset()

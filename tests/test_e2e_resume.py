@@ -75,7 +75,7 @@ def test_kill9_then_resume_loses_and_duplicates_nothing(
 ) -> None:
     path, (a, b) = _two_sessions(tmp_path)
     judge_server.set_responder(scripted_judge(_verdicts(a, b)))
-    judge_server.latency = 0.1  # 21 calls two at a time take > 1 s: the kill lands mid-run
+    judge_server.latency = 0.2  # 21 calls two at a time take > 2 s: the kill lands mid-run
     out = tmp_path / "run"
     journal = out / "journal.jsonl"
     cmd = _cmd(path, judge_server, out, *(["--no_cache"] if no_cache else []))

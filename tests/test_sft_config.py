@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ GOOD_ROW = {
         {"role": "assistant", "content": "I am Li Bai, a poet."},
     ]
 }
-REQUIRED = {"model": "some/model", "data": "d.jsonl", "output_dir": "out"}
+REQUIRED: dict[str, Any] = {"model": "some/model", "data": "d.jsonl", "output_dir": "out"}
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:
@@ -38,7 +39,12 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list
 
 def test_paper_defaults() -> None:
     cfg = SFTRunConfig(**REQUIRED)
-    assert (cfg.max_length, cfg.max_steps, cfg.num_train_epochs, cfg.global_batch_size) == (8192, 300, 5.0, 128)
+    assert (cfg.max_length, cfg.max_steps, cfg.num_train_epochs, cfg.global_batch_size) == (
+        8192,
+        300,
+        5.0,
+        128,
+    )
     assert (cfg.learning_rate, cfg.min_lr, cfg.warmup_ratio) == (2e-6, 2e-7, 0.1)
     assert cfg.lr_scheduler_type == "cosine_with_min_lr" and cfg.packing is False and cfg.mode == "full"
     # 300 steps at batch 128 over the paper's 7,086 sessions is ~5.4 epochs: the two paper statements agree.
@@ -51,7 +57,8 @@ def test_paper_defaults() -> None:
 def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
     yaml_path = tmp_path / "c.yaml"
     yaml_path.write_text(
-        "model: m\ndata: d.jsonl\noutput_dir: o\nmax_steps: 10\nlearning_rate: 1e-4\nlora_target_modules: [q_proj]\n",
+        "model: m\ndata: d.jsonl\noutput_dir: o\nmax_steps: 10\nlearning_rate: 1e-4\n"
+        "lora_target_modules: [q_proj]\n",
         encoding="utf-8",
     )
     config_path, dry_run, want_help, flags = parse_argv(
@@ -65,7 +72,9 @@ def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
     assert cfg.lora_target_modules == ["q_proj"] and cfg.packing is True and cfg.bf16 is None
     # YAML 1.1 reads "1e-4" (no dot) as a string; the config still types it as a float.
     assert isinstance(resolve_config(yaml_path, {}).learning_rate, float)
-    _, _, _, flags = parse_argv(["--lora_target_modules", "q_proj,v_proj", "--gradient_accumulation_steps", "null"])
+    _, _, _, flags = parse_argv(
+        ["--lora_target_modules", "q_proj,v_proj", "--gradient_accumulation_steps", "null"]
+    )
     assert flags == {"lora_target_modules": ["q_proj", "v_proj"], "gradient_accumulation_steps": None}
 
 
@@ -92,7 +101,10 @@ def test_accumulation_checks_world_size() -> None:
         cfg.accumulation_for(3)
     with pytest.raises(ConfigError, match="disagrees"):
         SFTRunConfig(**REQUIRED, gradient_accumulation_steps=2).accumulation_for(1)
-    assert SFTRunConfig(**REQUIRED, global_batch_size=None, gradient_accumulation_steps=2).accumulation_for(4) == 2
+    assert (
+        SFTRunConfig(**REQUIRED, global_batch_size=None, gradient_accumulation_steps=2).accumulation_for(4)
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,7 +157,9 @@ def test_cli_bad_inputs_exit_2_with_one_line(
     out_dir = tmp_path / "out"
     data = _jsonl(tmp_path / "d.jsonl", [GOOD_ROW])
     yaml_path = tmp_path / "c.yaml"
-    yaml_path.write_text(f"model: {tmp_path / 'no-model'}\ndata: {data}\noutput_dir: {out_dir}\n", encoding="utf-8")
+    yaml_path.write_text(
+        f"model: {tmp_path / 'no-model'}\ndata: {data}\noutput_dir: {out_dir}\n", encoding="utf-8"
+    )
     extra: list[str] = []
     if case == "missing_messages":
         _jsonl(data, [{"turns": GOOD_ROW["messages"]}])
@@ -186,3 +200,43 @@ def test_cli_help_lists_every_key(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for key in ("--max_length", "--min_lr", "--lora_r", "--chat_template", "--global_batch_size"):
         assert key in text
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "ditto_train" / "configs"
+
+
+def test_shipped_sft_configs_resolve() -> None:
+    paper = resolve_config(CONFIG_DIR / "sft_paper.yaml", dict(REQUIRED))
+    defaults = SFTRunConfig(**REQUIRED)
+    for key in (
+        "max_length",
+        "max_steps",
+        "num_train_epochs",
+        "global_batch_size",
+        "learning_rate",
+        "min_lr",
+        "warmup_ratio",
+        "lr_scheduler_type",
+        "packing",
+        "mode",
+        "bf16",
+    ):
+        assert getattr(paper, key) == getattr(defaults, key), key
+    tiny = resolve_config(CONFIG_DIR / "sft_tiny_cpu.yaml", dict(REQUIRED))
+    assert tiny.max_steps == 30 and tiny.bf16 is False and tiny.save_strategy == "no"
+
+
+@pytest.mark.slow  # accelerate's loader imports torch
+def test_shipped_accelerate_configs_load() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    zero3 = load_config_from_file(str(CONFIG_DIR / "deepspeed_zero3.yaml"))
+    assert zero3.distributed_type == "DEEPSPEED"
+    assert (
+        zero3.deepspeed_config["zero_stage"] == 3 and zero3.deepspeed_config["zero3_save_16bit_model"] is True
+    )
+    fsdp = load_config_from_file(str(CONFIG_DIR / "fsdp.yaml"))
+    assert fsdp.distributed_type == "FSDP"
+    assert (
+        fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    )  # save_model writes a loadable folder

@@ -68,7 +68,9 @@ def test_chat_template_renders_chatml(tiny_model_dir: Path) -> None:
         "<|im_start|>assistant\n"
     )
     convo = [*SYS_USER, {"role": "assistant", "content": "It is 1340."}]
-    out: Any = tok.apply_chat_template(convo, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    out: Any = tok.apply_chat_template(
+        convo, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     masked = [i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tok.decode(masked) == "It is 1340.<|im_end|>"
 

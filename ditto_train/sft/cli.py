@@ -4,8 +4,8 @@
     python -m ditto_train.sft.cli ...                 (same; the form `accelerate launch -m` uses)
 
 Precedence: dataclass defaults (the paper's), then the YAML file, then `--KEY VALUE` flags, one per config key
-(`--KEY=VALUE` also works; a bare boolean flag means true; lists are comma-separated; `null` clears). Bad flags,
-config or data exit with status 2 and one line on stderr, before any model is loaded.
+(`--KEY=VALUE` also works; a bare boolean flag means true; lists are comma-separated; `null` clears).
+Bad flags, config or data exit with status 2 and one line on stderr, before any model is loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from .config import (
     type_label,
     unknown_key_message,
 )
+from .prepare import is_main_process, prepare
+from .train import run_training
 
 PROG = "ditto-bench train"
 _OWN_FLAGS = ("config", "dry_run", "help")
@@ -102,7 +104,9 @@ def _print_summary(prep: Any, *, dry_run: bool) -> None:
     out = Console(soft_wrap=True)
     if dry_run:
         out.print("# resolved config", markup=False)
-        out.print(yaml.safe_dump(prep.cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False)
+        out.print(
+            yaml.safe_dump(prep.cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False
+        )
     table = Table(title="SFT plan" + (" (dry run: nothing trained or written)" if dry_run else ""))
     table.add_column("item")
     table.add_column("value", overflow="fold")
@@ -119,7 +123,7 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for `ditto-bench train`; returns the exit status (0 ok, 2 bad config/data, 1 other errors)."""
+    """Entry point for `ditto-bench train`; returns 0 (ok), 2 (bad config or data) or 1 (other errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         config_path, dry_run, want_help, flags = parse_argv(args)
@@ -127,19 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             print(usage())
             return 0
         cfg = resolve_config(config_path, flags)
-        # Imported here so that flag and YAML errors never wait for torch.
-        from .prepare import prepare
-
         prep = prepare(cfg)
-        _print_summary(prep, dry_run=dry_run)
+        if is_main_process():  # under accelerate/torchrun every rank runs this; one summary is enough
+            _print_summary(prep, dry_run=dry_run)
         if dry_run:
             return 0
-        from .train import run_training
-
         record = run_training(prep)
     except DittoError as exc:
         print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    if not is_main_process():
+        return 0
     output = record["output"]
     print(
         f"saved {output['kind']} to {output['dir']} (final loss {record['final_loss']}); evaluate with:\n"

@@ -45,27 +45,37 @@ def _help(text: str) -> dict[str, str]:
 class SFTRunConfig:
     """Everything one `ditto-bench train` run needs. Defaults are the paper's (see the module docstring)."""
 
-    model: str | None = field(default=None, metadata=_help("Seed model: a local HF directory or a hub id (required)."))
+    model: str | None = field(
+        default=None, metadata=_help("Seed model: a local HF directory or a hub id (required).")
+    )
     data: str | None = field(
         default=None, metadata=_help('Training data: JSONL with one {"messages": [...]} per line (required).')
     )
     output_dir: str | None = field(
-        default=None, metadata=_help("Where the model (full) or adapter (lora) and training_record.json go (required).")
+        default=None,
+        metadata=_help("Where the model (full) or adapter (lora) and training_record.json go (required)."),
     )
-    mode: Mode = field(default="full", metadata=_help("full: fine-tune all weights (the paper); lora: train an adapter."))
+    mode: Mode = field(
+        default="full", metadata=_help("full: fine-tune all weights (the paper); lora: train an adapter.")
+    )
     chat_template: str = field(
         default="auto",
         metadata=_help(
-            "auto: the model's template if it has {% generation %} markers or TRL can patch it, else the shipped "
-            "ChatML; model: the model's (or TRL-patched) template, error otherwise; chatml: the shipped ChatML; "
-            "or a path to a .jinja file with {% generation %} markers."
+            "auto: the model's template if it has {% generation %} markers or TRL can patch it, else "
+            "the shipped ChatML; model: the model's (or TRL-patched) template, error otherwise; chatml: "
+            "the shipped ChatML; or a path to a .jinja file with {% generation %} markers."
         ),
     )
-    max_length: int = field(default=8192, metadata=_help("Max tokens per conversation; longer ones are truncated."))
-    max_steps: int = field(
-        default=300, metadata=_help("Optimizer steps; wins when > 0 (App. C). Set 0 to train by num_train_epochs.")
+    max_length: int = field(
+        default=8192, metadata=_help("Max tokens per conversation; longer ones are truncated.")
     )
-    num_train_epochs: float = field(default=5.0, metadata=_help("Epochs (§5.1); used only when max_steps <= 0."))
+    max_steps: int = field(
+        default=300,
+        metadata=_help("Optimizer steps; wins when > 0 (App. C). Set 0 to train by num_train_epochs."),
+    )
+    num_train_epochs: float = field(
+        default=5.0, metadata=_help("Epochs (§5.1); used only when max_steps <= 0.")
+    )
     global_batch_size: int | None = field(
         default=128,
         metadata=_help(
@@ -73,34 +83,53 @@ class SFTRunConfig:
             "derived from it; null to set gradient_accumulation_steps yourself."
         ),
     )
-    per_device_train_batch_size: int = field(default=1, metadata=_help("Sequences per device per micro-step."))
+    per_device_train_batch_size: int = field(
+        default=1, metadata=_help("Sequences per device per micro-step.")
+    )
     gradient_accumulation_steps: int | None = field(
         default=None,
-        metadata=_help("null: global_batch_size / (per_device_train_batch_size x world size). Set it only if "
-                       "global_batch_size is null or agrees with it."),
+        metadata=_help(
+            "null: global_batch_size / (per_device_train_batch_size x world size). Set it only if "
+            "global_batch_size is null or agrees with it."
+        ),
     )
-    learning_rate: float = field(default=2e-6, metadata=_help("Peak learning rate after warm-up (App. C: 2e-6)."))
+    learning_rate: float = field(
+        default=2e-6, metadata=_help("Peak learning rate after warm-up (App. C: 2e-6).")
+    )
     min_lr: float = field(
-        default=2e-7, metadata=_help("Floor of the cosine decay (App. C: 2e-7); used by cosine_with_min_lr only.")
+        default=2e-7,
+        metadata=_help("Floor of the cosine decay (App. C: 2e-7); used by cosine_with_min_lr only."),
     )
     lr_scheduler_type: SchedulerName = field(
         default="cosine_with_min_lr", metadata=_help("LR schedule after warm-up.")
     )
-    warmup_ratio: float = field(default=0.1, metadata=_help("Fraction of steps with linear warm-up (paper: 0.1)."))
+    warmup_ratio: float = field(
+        default=0.1, metadata=_help("Fraction of steps with linear warm-up (paper: 0.1).")
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay (not stated in the paper)."))
-    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm (not stated in the paper)."))
-    packing: bool = field(default=False, metadata=_help("Pack several conversations per sequence (paper: off)."))
+    max_grad_norm: float = field(
+        default=1.0, metadata=_help("Gradient clipping norm (not stated in the paper).")
+    )
+    packing: bool = field(
+        default=False, metadata=_help("Pack several conversations per sequence (paper: off).")
+    )
     seed: int = field(default=42, metadata=_help("Seed for data order, init of LoRA weights and dropout."))
-    bf16: bool | None = field(default=None, metadata=_help("bf16 mixed precision; auto (null): on when CUDA has bf16."))
+    bf16: bool | None = field(
+        default=None, metadata=_help("bf16 mixed precision; auto (null): on when CUDA has bf16.")
+    )
     dtype: DType = field(
         default="float32",
-        metadata=_help("Dtype the weights are loaded in; float32 keeps fp32 master weights under bf16 autocast."),
+        metadata=_help(
+            "Dtype the weights are loaded in; float32 keeps fp32 master weights under bf16 autocast."
+        ),
     )
     gradient_checkpointing: bool = field(
-        default=True, metadata=_help("Recompute activations in backward; needed for 8k-token sequences on big models.")
+        default=True,
+        metadata=_help("Recompute activations in backward; needed for 8k-token sequences on big models."),
     )
     attn_implementation: str | None = field(
-        default=None, metadata=_help("Attention kernel (e.g. sdpa, flash_attention_2); null: transformers' choice.")
+        default=None,
+        metadata=_help("Attention kernel (e.g. sdpa, flash_attention_2); null: transformers' choice."),
     )
     lora_r: int = field(default=16, metadata=_help("LoRA rank (mode=lora)."))
     lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (mode=lora)."))
@@ -110,33 +139,53 @@ class SFTRunConfig:
         metadata=_help("Modules that get adapters; ['all-linear'] = every linear layer but the output head."),
     )
     logging_steps: int = field(default=1, metadata=_help("Log loss and learning rate every N steps."))
-    save_strategy: SaveStrategy = field(default="no", metadata=_help("Intermediate checkpoints: no, steps or epoch."))
+    save_strategy: SaveStrategy = field(
+        default="no", metadata=_help("Intermediate checkpoints: no, steps or epoch.")
+    )
     save_steps: int = field(default=100, metadata=_help("Checkpoint interval when save_strategy=steps."))
     save_total_limit: int | None = field(default=1, metadata=_help("Keep at most this many checkpoints."))
     resume: bool = field(
-        default=False, metadata=_help("Resume from the last checkpoint in output_dir (needs save_strategy != no).")
+        default=False,
+        metadata=_help("Resume from the last checkpoint in output_dir (needs save_strategy != no)."),
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata=_help("Allow an output_dir that is not empty (its old record is removed first).")
+        default=False,
+        metadata=_help("Allow an output_dir that is not empty (its old record is removed first)."),
     )
     dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
-    dataset_num_proc: int | None = field(default=None, metadata=_help("Processes for tokenizing the dataset."))
+    dataset_num_proc: int | None = field(
+        default=None, metadata=_help("Processes for tokenizing the dataset.")
+    )
 
     def __post_init__(self) -> None:
-        """Check combinations that can be checked without a model or a GPU; raise ConfigError saying what to do."""
+        """Check what can be checked without a model or a GPU; raise ConfigError saying what to do."""
         for name in ("model", "data", "output_dir"):
             if not getattr(self, name):
                 raise ConfigError(f"missing required key '{name}' (set it in the YAML file or pass --{name})")
-        positive = ("max_length", "per_device_train_batch_size", "logging_steps", "save_steps", "lora_r", "lora_alpha")
+        positive = (
+            "max_length",
+            "per_device_train_batch_size",
+            "logging_steps",
+            "save_steps",
+            "lora_r",
+            "lora_alpha",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"'{name}' must be > 0, got {getattr(self, name)}")
-        for name in ("global_batch_size", "gradient_accumulation_steps", "save_total_limit", "dataset_num_proc"):
+        for name in (
+            "global_batch_size",
+            "gradient_accumulation_steps",
+            "save_total_limit",
+            "dataset_num_proc",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"'{name}' must be > 0 or null, got {value}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("set max_steps > 0 or num_train_epochs > 0; both are off, so nothing would train")
+            raise ConfigError(
+                "set max_steps > 0 or num_train_epochs > 0; both are off, so nothing would train"
+            )
         if self.learning_rate <= 0:
             raise ConfigError(f"'learning_rate' must be > 0, got {self.learning_rate}")
         if self.lr_scheduler_type == "cosine_with_min_lr" and not 0 <= self.min_lr <= self.learning_rate:
@@ -154,8 +203,8 @@ class SFTRunConfig:
             raise ConfigError("set global_batch_size or gradient_accumulation_steps (both are null)")
         if self.global_batch_size is not None and self.global_batch_size % self.per_device_train_batch_size:
             raise ConfigError(
-                f"global_batch_size {self.global_batch_size} is not a multiple of per_device_train_batch_size "
-                f"{self.per_device_train_batch_size}"
+                f"global_batch_size {self.global_batch_size} is not a multiple of "
+                f"per_device_train_batch_size {self.per_device_train_batch_size}"
             )
         if self.resume and self.save_strategy == "no":
             raise ConfigError("resume=true needs checkpoints: set save_strategy to steps or epoch")
@@ -163,7 +212,7 @@ class SFTRunConfig:
             raise ConfigError("resume and overwrite_output_dir exclude each other; pick one")
 
     def accumulation_for(self, world_size: int) -> int:
-        """Gradient accumulation steps for `world_size` processes; ConfigError if the batch does not divide."""
+        """Gradient accumulation steps for `world_size` processes; ConfigError if the batch won't divide."""
         per_step = self.per_device_train_batch_size * world_size
         if self.global_batch_size is None:
             assert self.gradient_accumulation_steps is not None  # guaranteed by __post_init__
@@ -176,9 +225,9 @@ class SFTRunConfig:
         accum = self.global_batch_size // per_step
         if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps != accum:
             raise ConfigError(
-                f"gradient_accumulation_steps {self.gradient_accumulation_steps} disagrees with global_batch_size "
-                f"{self.global_batch_size} (which needs {accum} on {world_size} process(es)); set global_batch_size "
-                "to null to use your value"
+                f"gradient_accumulation_steps {self.gradient_accumulation_steps} disagrees with "
+                f"global_batch_size {self.global_batch_size} (which needs {accum} on {world_size} "
+                "process(es)); set global_batch_size to null to use your value"
             )
         return accum
 
@@ -194,7 +243,7 @@ class SFTRunConfig:
         return dataclasses.asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Loading: defaults, then YAML, then flags.
 
 
@@ -340,7 +389,7 @@ def parse_flag_value(key: str, text: str) -> Any:
 
 
 def resolve_config(yaml_path: str | Path | None, flags: dict[str, Any]) -> SFTRunConfig:
-    """Build the config: dataclass defaults, overridden by the YAML file, overridden by already-typed flags."""
+    """Build the config: dataclass defaults, then the YAML file, then already-typed flags (last wins)."""
     merged: dict[str, Any] = {}
     if yaml_path is not None:
         merged.update(read_yaml_config(yaml_path))

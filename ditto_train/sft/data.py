@@ -58,7 +58,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _check_row(obj: Any) -> tuple[list[ChatMessage], int]:
-    """Validate one decoded line; return its messages and assistant-turn count, or raise ValueError(reason)."""
+    """Validate one decoded line; return its messages and assistant-turn count, else raise ValueError."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "messages" not in obj:
@@ -149,8 +149,11 @@ def token_stats(
     """
     total = assistant = longest = truncated = empty = 0
     for messages in conversations:
-        enc = tokenizer.apply_chat_template(
-            list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        enc: Any = tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": m["content"]} for m in messages],
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
         )
         ids: list[int] = list(enc["input_ids"])
         mask: list[int] = list(enc["assistant_masks"])

@@ -76,6 +76,11 @@ def world_size() -> int:
         return 1
 
 
+def is_main_process() -> bool:
+    """True on the process that prints and writes records (rank 0, or the only process)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def check_output_dir(cfg: SFTRunConfig) -> None:
     """Refuse an output_dir that holds a finished run or unrelated files, unless resume/overwrite says so."""
     assert cfg.output_dir is not None
@@ -92,8 +97,8 @@ def check_output_dir(cfg: SFTRunConfig) -> None:
     leftovers = [p.name for p in out.iterdir() if p.name != FAILED_NAME]
     if leftovers and not (cfg.resume or cfg.overwrite_output_dir):
         raise ConfigError(
-            f"output_dir {out} is not empty ({len(leftovers)} entries); pass --resume true to continue from its "
-            "last checkpoint, --overwrite_output_dir true to train into it anyway, or choose another output_dir"
+            f"output_dir {out} is not empty ({len(leftovers)} entries); pass --resume true to continue from "
+            "its last checkpoint, --overwrite_output_dir true to train into it anyway, or choose another one"
         )
 
 
@@ -117,7 +122,7 @@ def _device() -> tuple[bool, bool]:
 
 
 def prepare(cfg: SFTRunConfig) -> Prepared:
-    """Validate output folder, data, model tokenizer and template; compute the batch/step plan. Writes nothing."""
+    """Check output folder, data, tokenizer and template; compute the batch/step plan. Writes nothing."""
     assert cfg.data is not None and cfg.model is not None
     check_output_dir(cfg)
     conversations, data = load_conversations(cfg.data)
@@ -130,7 +135,8 @@ def prepare(cfg: SFTRunConfig) -> Prepared:
     if cfg.max_steps > 0 and not PAPER_EPOCHS / 2 <= implied_epochs <= PAPER_EPOCHS * 2:
         notes.append(
             f"max_steps={cfg.max_steps} at global batch {global_batch} is {implied_epochs:.1f} epochs of "
-            f"{data.rows} rows (the paper: ~{PAPER_EPOCHS:g}); pass --max_steps 0 to train by num_train_epochs"
+            f"{data.rows} rows (the paper: ~{PAPER_EPOCHS:g}); pass --max_steps 0 to train by "
+            "num_train_epochs"
         )
 
     tokenizer = load_tokenizer(cfg.model)
@@ -138,13 +144,15 @@ def prepare(cfg: SFTRunConfig) -> Prepared:
     if template.missing_tokens and cfg.mode == "lora":
         raise ConfigError(
             f"the shipped ChatML template needs {', '.join(template.missing_tokens)}, which the tokenizer of "
-            f"{cfg.model!r} lacks; a LoRA adapter cannot add tokens here. Use mode=full, or chat_template=<a .jinja "
-            "file with generation markers in the model's own format>"
+            f"{cfg.model!r} lacks; a LoRA adapter cannot add tokens here. Use mode=full, or "
+            "chat_template=<a .jinja file with generation markers in the model's own format>"
         )
     added = apply_template(tokenizer, template)
     trained_stop = stop_token_trained(tokenizer)
     if not trained_stop:
-        notes.append("the chat template leaves the end-of-turn token out of the loss; the model may not learn to stop")
+        notes.append(
+            "the chat template leaves the end-of-turn token out of the loss; the model may not learn to stop"
+        )
     tokens = token_stats(conversations, tokenizer, cfg.max_length)
     if tokens.rows_without_assistant_tokens == data.rows:
         raise DataError(

@@ -3,9 +3,9 @@
 TRL's `assistant_only_loss` needs `{% generation %}` markers around the assistant text. Resolution of
 `chat_template`:
 
-* ``auto``: the model's own template when it already has markers; else TRL's patched training version of it
-  (TRL knows Qwen 2.5/3, Llama 3, Gemma, Phi-3, ...); else our shipped ChatML (`templates/chatml_train.jinja`),
-  which is what the paper trained with.
+* ``auto``: the model's own template when it already has markers; else TRL's patched training version of
+  it (TRL knows Qwen 2.5/3, Llama 3, Gemma, Phi-3, ...); else our shipped ChatML
+  (`templates/chatml_train.jinja`), which is the format the paper trained with.
 * ``model``: the model's own or TRL-patched template; an error if neither works.
 * ``chatml``: the shipped ChatML.
 * a path to a ``.jinja`` file that has the markers.
@@ -112,8 +112,9 @@ def resolve_chat_template(tokenizer: PreTrainedTokenizerBase, spec: str) -> Temp
     text = path.read_text(encoding="utf-8")
     if not has_generation_markers(text):
         raise ConfigError(
-            f"chat template {path} has no {{% generation %}} ... {{% endgeneration %}} block around the assistant "
-            "reply, so assistant-only loss cannot be computed; add one (see ditto_train/templates/chatml_train.jinja)"
+            f"chat template {path} has no {{% generation %}} ... {{% endgeneration %}} block around the "
+            "assistant reply, so assistant-only loss cannot be computed; add one (see "
+            "ditto_train/templates/chatml_train.jinja)"
         )
     return TemplateChoice("file", text, "chat_template path given in the config", str(path))
 
@@ -134,5 +135,7 @@ def stop_token_trained(tokenizer: PreTrainedTokenizerBase) -> bool:
 
     trained = bool(is_chat_template_stop_token_trained(tokenizer))
     if not trained:
-        log.warning("the chat template leaves the end-of-turn token out of the loss; the model may not learn to stop")
+        log.warning(
+            "the chat template leaves the end-of-turn token out of the loss; the model may not learn to stop"
+        )
     return trained

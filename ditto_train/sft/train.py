@@ -1,19 +1,18 @@
 """Run SFT with TRL's SFTTrainer: assistant-only loss, full fine-tune or LoRA, record written last.
 
-Works unchanged under `accelerate launch` (DeepSpeed ZeRO-3 / FSDP configs in ditto_train/configs/): the trainer
-reads the distributed setup from the environment, and only the main process writes the record.
+Works unchanged under `accelerate launch` (DeepSpeed ZeRO-3 / FSDP configs in ditto_train/configs/): the
+trainer reads the distributed setup from the environment, and only the main process writes the record.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import SFTRunConfig
-from .prepare import Prepared, prepare
+from .prepare import Prepared, is_main_process, prepare
 from .record import FAILED_NAME, RECORD_NAME, base_record, loss_curve, write_json_atomic
 
 if TYPE_CHECKING:
@@ -23,14 +22,19 @@ if TYPE_CHECKING:
 _MIN_LR_SCHEDULERS = ("cosine_with_min_lr",)
 
 
+def _model_init_kwargs(cfg: SFTRunConfig) -> dict[str, Any]:
+    """from_pretrained keyword arguments for the seed model."""
+    kwargs: dict[str, Any] = {"dtype": cfg.dtype}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    return kwargs
+
+
 def sft_args(prep: Prepared) -> SFTConfig:
     """Translate our config into TRL's SFTConfig (assistant-only loss, CPU when there is no CUDA)."""
     from trl import SFTConfig
 
     cfg = prep.cfg
-    model_init: dict[str, Any] = {"dtype": cfg.dtype}
-    if cfg.attn_implementation:
-        model_init["attn_implementation"] = cfg.attn_implementation
     scheduler_kwargs = {"min_lr": cfg.min_lr} if cfg.lr_scheduler_type in _MIN_LR_SCHEDULERS else {}
     return SFTConfig(
         output_dir=str(cfg.output_dir),
@@ -48,7 +52,7 @@ def sft_args(prep: Prepared) -> SFTConfig:
         seed=cfg.seed,
         bf16=prep.bf16,
         use_cpu=prep.use_cpu,
-        # transformers 5 renamed gradient_checkpointing (TRL's default: on) to activation_checkpointing; setting
+        # transformers 5 renamed gradient_checkpointing (TRL's default: on) to activation_checkpointing;
         # the new name takes precedence over the old default and avoids a deprecation warning.
         activation_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
@@ -63,7 +67,7 @@ def sft_args(prep: Prepared) -> SFTConfig:
         eos_token=prep.template.eos_token,
         dataloader_num_workers=cfg.dataloader_num_workers,
         dataset_num_proc=cfg.dataset_num_proc,
-        model_init_kwargs=model_init,
+        model_init_kwargs=_model_init_kwargs(cfg),
     )
 
 
@@ -83,7 +87,7 @@ def _lora_config(cfg: SFTRunConfig) -> Any:
 
 
 def build_trainer(prep: Prepared) -> SFTTrainer:
-    """Create the SFTTrainer for a prepared run (the model is loaded here; the dataset is tokenized by TRL)."""
+    """Create the SFTTrainer for a prepared run (loads the model; TRL tokenizes the dataset)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -94,7 +98,7 @@ def build_trainer(prep: Prepared) -> SFTTrainer:
         # The shipped ChatML needs tokens this model lacks: load it ourselves to grow the embeddings.
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, **(args.model_init_kwargs or {}))
+        model = AutoModelForCausalLM.from_pretrained(str(cfg.model), **_model_init_kwargs(cfg))
         model.resize_token_embeddings(len(prep.tokenizer))
         args.model_init_kwargs = None  # used above; TRL would warn that they are ignored
     dataset = Dataset.from_list([{"messages": list(m)} for m in prep.conversations])
@@ -105,10 +109,6 @@ def build_trainer(prep: Prepared) -> SFTTrainer:
         processing_class=prep.tokenizer,
         peft_config=_lora_config(cfg) if cfg.mode == "lora" else None,
     )
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _base_model_info(cfg: SFTRunConfig) -> dict[str, Any]:
@@ -134,7 +134,11 @@ def _record_common(prep: Prepared) -> dict[str, Any]:
         "resolved": prep.summary(),
         "warnings": prep.warnings,
         "base_model": _base_model_info(cfg),
-        "data": {"path": str(Path(prep.data.path).resolve()), "sha256": prep.data.sha256, "rows": prep.data.rows},
+        "data": {
+            "path": str(Path(prep.data.path).resolve()),
+            "sha256": prep.data.sha256,
+            "rows": prep.data.rows,
+        },
         "chat_template": {
             "source": prep.template.source,
             "reason": prep.template.reason,
@@ -158,7 +162,7 @@ def _record_common(prep: Prepared) -> dict[str, Any]:
 
 
 def run_training(prep: Prepared) -> dict[str, Any]:
-    """Train, save the model (full) or adapter (LoRA) plus tokenizer, then write the record; return the record.
+    """Train, save the model (full) or adapter (LoRA) with its tokenizer, then write and return the record.
 
     On any exception the main process writes `training_failed.json` (error and the loss so far) and re-raises;
     `training_record.json` is only ever written after the model is saved.
@@ -166,7 +170,7 @@ def run_training(prep: Prepared) -> dict[str, Any]:
     cfg = prep.cfg
     assert cfg.output_dir is not None
     out = Path(cfg.output_dir)
-    main = _is_main_process()
+    main = is_main_process()
     if main and out.is_dir():
         # A stale record must not make a half-finished rerun look complete.
         (out / RECORD_NAME).unlink(missing_ok=True)
