@@ -164,6 +164,10 @@ def execute(cfg: RunConfig) -> int:
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":
         from harness.backends.base import parse_kv_args, redact_args
+        from harness.backends.lmeval import validate_backend
+
+        assert cfg.model is not None
+        validate_backend(cfg.model, cfg.model_args)  # a typo must not leave a half-made run directory
 
         backend_spec: dict[str, Any] = {
             "model": cfg.model,
@@ -200,12 +204,12 @@ def execute(cfg: RunConfig) -> int:
     cache = _cache(cfg)
     journal = Journal(run_dir / "journal.jsonl")
     try:
-        if cfg.mode == "run" and pending_turns(all_sessions, journal):
-            console.print(f"[bold]rollout[/]: {cfg.model} on {pending_turns(all_sessions, journal)} turns")
 
         def factory() -> ChatBackend:
             assert cfg.model is not None
-            return load_backend(cfg.model, cfg.model_args, seed=cfg.seed, cache=cache)
+            backend = load_backend(cfg.model, cfg.model_args, seed=cfg.seed, cache=cache)
+            console.print(f"[bold]rollout[/]: {cfg.model} on {pending_turns(all_sessions, journal)} turns")
+            return backend
 
         def gen_kwargs_for(s: Session) -> dict[str, Any]:
             return {**tasks[s.task].default_gen_kwargs(), **s.gen_overrides, **cfg.gen_kwargs}
@@ -229,6 +233,12 @@ def execute(cfg: RunConfig) -> int:
         if calls:
             console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
         judged = judge(calls, clients, judges, journal, done)
+    except BaseException as exc:
+        # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
+        run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run_json["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        atomic_write_json(run_dir / "run.json", run_json)
+        raise
     finally:
         journal.close()
         if cache is not None:

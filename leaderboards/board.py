@@ -111,8 +111,9 @@ def _cell(col: Column, tr: TaskRun, variant: str, complete: bool) -> Cell:
     )
 
 
-def _run_rows(definition: Definition, columns: list[Column], runs: Sequence[RunInfo],
-              allow_mixed: bool) -> tuple[list[Row], list[str]]:
+def _run_rows(
+    definition: Definition, columns: list[Column], runs: Sequence[RunInfo], allow_mixed: bool
+) -> tuple[list[Row], list[str]]:
     tasks = list(dict.fromkeys(c.task for c in columns))
     variants = {t: _variants(t, runs, allow_mixed) for t in tasks}
     rows: dict[str, Row] = {}
@@ -148,7 +149,9 @@ def _run_rows(definition: Definition, columns: list[Column], runs: Sequence[RunI
         for letter, text in judge_notes[t].items():
             notes.append(f"{t}{f' ({letter})' if letter else ''}: {text}")
     if any(c.incomplete for r in rows.values() for c in r.cells.values()):
-        notes.append("* incomplete run: some turns were not generated or not judged (see the failure counts).")
+        notes.append(
+            "* incomplete run: some turns were not generated or not judged (see the failure counts)."
+        )
     return list(rows.values()), notes
 
 
@@ -158,10 +161,19 @@ def _reported_rows(columns: list[Column], rset: ReportedSet) -> list[Row]:
     for r in rset.rows:
         cells = {
             cid: Cell(value=None if v is None else float(v), printed=v)
-            for cid, v in r.values.items() if cid in col_ids
+            for cid, v in r.values.items()
+            if cid in col_ids
         }
-        rows.append(Row(model=r.model, source="reported", origin=rset.name, cells=cells,
-                        judges=dict(rset.judges), params=r.params))
+        rows.append(
+            Row(
+                model=r.model,
+                source="reported",
+                origin=rset.name,
+                cells=cells,
+                judges=dict(rset.judges),
+                params=r.params,
+            )
+        )
     return rows
 
 
@@ -178,7 +190,9 @@ def build_board(
     """Assemble the table. Reported rows sit right under the run row of the same model (by alias)."""
     columns = [c for c in definition.columns if tasks is None or c.task in tasks]
     if not columns:
-        raise ConfigError(f"--tasks: none of {list(tasks or [])} is in {definition.name} ({definition.tasks})")
+        raise ConfigError(
+            f"--tasks: none of {list(tasks or [])} is in {definition.name} ({definition.tasks})"
+        )
     run_rows, run_notes = _run_rows(definition, columns, runs, allow_mixed)
     attached: dict[int, list[Row]] = {i: [] for i in range(len(run_rows))}
     unattached: list[Row] = []
@@ -193,7 +207,9 @@ def build_board(
         extra_notes += [f"reported ({rset.name}): {n}" for n in rset.notes]
     ordered = [r for i, row in enumerate(run_rows) for r in (row, *attached[i])] + unattached
     if not ordered:
-        raise ConfigError("no row to show: no given run has a task of this leaderboard, and no --reported set")
+        raise ConfigError(
+            "no row to show: no given run has a task of this leaderboard, and no --reported set"
+        )
     return Board(
         title=title or definition.title,
         description=definition.description,

@@ -98,13 +98,18 @@ def load_definition(path: Path | None = None) -> Definition:
     for i, c in enumerate(obj.get("columns") or []):
         where = f"{path}: columns[{i}]"
         try:
-            columns.append(Column(
-                id=str(c["id"]), label=str(c["label"]), group=str(c.get("group", "")), task=str(c["task"]),
-                value=_path(c["value"], f"{where}.value"),
-                ci=_path(c["ci"], f"{where}.ci") if c.get("ci") else None,
-                n=_path(c["n"], f"{where}.n") if c.get("n") else None,
-                failures=tuple(_path(f, f"{where}.failures") for f in c.get("failures") or []),
-            ))
+            columns.append(
+                Column(
+                    id=str(c["id"]),
+                    label=str(c["label"]),
+                    group=str(c.get("group", "")),
+                    task=str(c["task"]),
+                    value=_path(c["value"], f"{where}.value"),
+                    ci=_path(c["ci"], f"{where}.ci") if c.get("ci") else None,
+                    n=_path(c["n"], f"{where}.n") if c.get("n") else None,
+                    failures=tuple(_path(f, f"{where}.failures") for f in c.get("failures") or []),
+                )
+            )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{where}: missing or bad field {exc}") from None
     if not columns:
@@ -113,10 +118,13 @@ def load_definition(path: Path | None = None) -> Definition:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: column ids must be unique")
     return Definition(
-        name=str(obj.get("name", path.stem)), title=str(obj.get("title", "")),
-        description=str(obj.get("description", "")), columns=tuple(columns),
+        name=str(obj.get("name", path.stem)),
+        title=str(obj.get("title", "")),
+        description=str(obj.get("description", "")),
+        columns=tuple(columns),
         reported={str(k): str(v) for k, v in (obj.get("reported") or {}).items()},
-        default_reported=obj.get("default_reported"), path=path,
+        default_reported=obj.get("default_reported"),
+        path=path,
     )
 
 
@@ -140,12 +148,18 @@ def load_reported(definition: Definition, name: str) -> ReportedSet:
                     float(v)
                 except (TypeError, ValueError):
                     raise ConfigError(f"{path}: rows[{i}].values.{col}: not a number: {v!r}") from None
-        rows.append(ReportedRow(
-            model=str(r["model"]), params=r.get("params"), aliases=tuple(r.get("aliases") or ()),
-            values={k: (None if v is None else str(v)) for k, v in values.items()},
-        ))
+        rows.append(
+            ReportedRow(
+                model=str(r["model"]),
+                params=r.get("params"),
+                aliases=tuple(r.get("aliases") or ()),
+                values={k: (None if v is None else str(v)) for k, v in values.items()},
+            )
+        )
     return ReportedSet(
-        name=str(obj.get("name", name)), source=str(obj.get("source", "")),
+        name=str(obj.get("name", name)),
+        source=str(obj.get("source", "")),
         judges={str(k): str(v) for k, v in (obj.get("judges") or {}).items()},
-        notes=tuple(str(n) for n in obj.get("notes") or ()), rows=tuple(rows),
+        notes=tuple(str(n) for n in obj.get("notes") or ()),
+        rows=tuple(rows),
     )

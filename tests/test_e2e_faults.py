@@ -72,9 +72,11 @@ def test_transient_faults_leave_golden_numbers(judge_server: FakeOpenAI, tmp_pat
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
 
-# Session A turn 0 is scored 1 (consistency), 9 (knowledge) and 1 (rejection: predicts 0, label 0). When its call
-# fails for good the turn is excluded from that metric's mean, not scored 0:
-# consistency (0.5 + 0 + 2/3 | 1 + 2/3 + 1/3) / 6, knowledge (7 + 5.5 | 4 + 7 + 3) / 5, rejection (0 + 1 | 1 + 0 + 0) / 5.
+# Session A turn 0 is scored 1 (consistency), 9 (knowledge) and 1 (rejection: predicts 0, label 0). When its
+# call fails for good the turn is excluded from that metric's mean, not scored 0:
+#   consistency (0.5 + 0 + 2/3 | 1 + 2/3 + 1/3) / 6
+#   knowledge   (7 + 5.5 | 4 + 7 + 3) / 5
+#   rejection   (0 + 1 | 1 + 0 + 0) / 5
 WITHOUT_A0 = {
     "consistency": (6, (0.5 + 0 + 2 / 3 + 1 + 2 / 3 + 1 / 3) / 6),
     "knowledge": (5, (7 + 5.5 + 4 + 7 + 3) / 5),

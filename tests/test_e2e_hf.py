@@ -1,4 +1,4 @@
-"""End to end with a local model: `run --model hf` on the tiny random model (CPU), judged by the loopback server.
+"""End to end with a local model: `run --model hf` on the tiny random model (CPU), loopback judge.
 
 Checks the system-prompt handling the harness owns for local models: the system message is kept, merged
 into the first user turn for a template without a system role, and kept when old turns are trimmed to fit
@@ -31,7 +31,9 @@ def _fixed_judge(body: dict[str, Any]) -> str:
     return "Reasoning.\n0" if metric == "rejection" else "Reasoning.\n7"
 
 
-def _cmd(server: FakeOpenAI, model_dir: Path, data: Path, out: Path, *extra: str, model_args: str = "") -> list[str]:
+def _cmd(
+    server: FakeOpenAI, model_dir: Path, data: Path, out: Path, *extra: str, model_args: str = ""
+) -> list[str]:
     return [
         "run", "--model", "hf", "--model_args", f"pretrained={model_dir},batch_size=4{model_args}",
         "--gen_kwargs", f"max_gen_toks={MAX_GEN}", "--tasks", "wikiroleeval", "--data_path", str(data),
@@ -51,7 +53,8 @@ def test_hf_run_keeps_system_and_resumes_without_work(
     out = tmp_path / "run"
     cmd = _cmd(judge_server, tiny_model_dir, MINI, out, "--limit", "2")
     assert main(cmd) == 0
-    items = load_items(MINI)[:2]  # Sherlock Holmes (4 turns, labels 0,0,1,0), Marie Curie (5 turns, 0,0,0,1,1)
+    # Sherlock Holmes (4 turns, rejection labels 0,0,1,0) and Marie Curie (5 turns, 0,0,0,1,1)
+    items = load_items(MINI)[:2]
     recs = _samples(out)
     assert [r["label"] for r in recs] == ["Sherlock Holmes", "Marie Curie"]
     for rec, item in zip(recs, items, strict=True):
@@ -94,7 +97,8 @@ def test_hf_template_without_system_role_merges_it(
         assert sent[0]["role"] == "user" and sent[0]["content"].startswith(item["system"])
         assert sent[0]["content"].endswith(item["prompts"][0])
         assert sent[-1]["content"].endswith(item["prompts"][t])
-    assert rec["messages"][0] == {"role": "system", "content": item["system"]}  # the record keeps the original
+    # the record keeps the original conversation
+    assert rec["messages"][0] == {"role": "system", "content": item["system"]}
 
 
 def _short_item() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""MT-Bench through the CLI: one run with WikiRoleEval, failure states, resume, the full benchmark, dry run."""
+"""MT-Bench through the CLI: one run with WikiRoleEval, failure states, resume, the full benchmark, dry
+run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from tasks.mtbench.data import load_answers, load_questions
-from tests.support.fake_openai import Fault, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI, Fault
 from tests.test_mtbench_fidelity import MT_DIR, PUBLISHED, judge_flags, make_replay, show_result, task_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,9 +34,22 @@ def _wre_stub(body: dict[str, Any]) -> str:
     return "I am the character."
 
 
-def _judge_cmd(answers: Path, out: Path, server: FakeOpenAI, *extra: str, task: str = "mtbench_roleplay") -> list[str]:
-    return ["judge", "--tasks", task, "--responses", str(answers), "--data_path", str(MT_DIR),
-            "--output_path", str(out), *judge_flags(server), *extra]
+def _judge_cmd(
+    answers: Path, out: Path, server: FakeOpenAI, *extra: str, task: str = "mtbench_roleplay"
+) -> list[str]:
+    return [
+        "judge",
+        "--tasks",
+        task,
+        "--responses",
+        str(answers),
+        "--data_path",
+        str(MT_DIR),
+        "--output_path",
+        str(out),
+        *judge_flags(server),
+        *extra,
+    ]
 
 
 def test_one_run_with_wikiroleeval(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
@@ -48,13 +62,25 @@ def test_one_run_with_wikiroleeval(fake_openai: FakeOpenAI, tmp_path: Path) -> N
 
     fake_openai.set_responder(responder)
     out = tmp_path / "run"
-    rc = main([
-        "run", "--model", "local-chat-completions",
-        "--model_args", f"model=gpt-3.5-turbo,base_url={fake_openai.chat_url},num_concurrent=4",
-        "--tasks", "mtbench_roleplay,wikiroleeval",
-        "--data_path", f"mtbench_roleplay={MT_DIR},wikiroleeval={WRE_MINI}",
-        "--output_path", str(out), "--judge_base_url", fake_openai.base_url, "--bootstrap_resamples", "100",
-    ])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "local-chat-completions",
+            "--model_args",
+            f"model=gpt-3.5-turbo,base_url={fake_openai.chat_url},num_concurrent=4",
+            "--tasks",
+            "mtbench_roleplay,wikiroleeval",
+            "--data_path",
+            f"mtbench_roleplay={MT_DIR},wikiroleeval={WRE_MINI}",
+            "--output_path",
+            str(out),
+            "--judge_base_url",
+            fake_openai.base_url,
+            "--bootstrap_resamples",
+            "100",
+        ]
+    )
     assert rc == 0 and replay.mismatches == []
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert set(results["tasks"]) == {"mtbench_roleplay", "wikiroleeval"}
@@ -64,7 +90,10 @@ def test_one_run_with_wikiroleeval(fake_openai: FakeOpenAI, tmp_path: Path) -> N
     spec = json.loads((out / "run.json").read_text(encoding="utf-8"))["spec"]
     # each task keeps its own judge defaults: MT-Bench gpt-4 at temperature 0 with one sample
     assert spec["tasks"]["mtbench_roleplay"]["judge"] == {
-        "model": "gpt-4", "temperature": 0.0, "samples": 1, "max_tokens": 2048
+        "model": "gpt-4",
+        "temperature": 0.0,
+        "samples": 1,
+        "max_tokens": 2048,
     }
     assert spec["tasks"]["wikiroleeval"]["judge"]["model"] == "gpt-4-1106-preview"
     assert "single-v1" in spec["tasks"]["mtbench_roleplay"]["templates"]
@@ -78,8 +107,9 @@ def test_api_error_is_counted_then_resumed(fake_openai: FakeOpenAI, tmp_path: Pa
     model = "gpt-3.5-turbo"
     fake_openai.set_responder(make_replay(model))
     # Every judge request about q92 (Sheldon) fails with HTTP 500 during the first invocation.
-    fake_openai.add_fault(Fault(kind="status", status=500, times=50,
-                                match=lambda b: "Sheldon" in json.dumps(b["messages"])))
+    fake_openai.add_fault(
+        Fault(kind="status", status=500, times=50, match=lambda b: "Sheldon" in json.dumps(b["messages"]))
+    )
     out = tmp_path / "judged"
     answers = MT_DIR / "model_answer" / f"{model}.jsonl"
     rc = main(_judge_cmd(answers, out, fake_openai, "--judge_max_retries", "0"))
@@ -92,7 +122,8 @@ def test_api_error_is_counted_then_resumed(fake_openai: FakeOpenAI, tmp_path: Pa
     exported = out / "fastchat/mtbench_roleplay/model_judgment/gpt-4_single.jsonl"
     rows = [json.loads(x) for x in exported.open(encoding="utf-8")]
     assert sorted((r["question_id"], r["judgment"], r["score"]) for r in rows if r["score"] == -1) == [
-        (92, "$ERROR$", -1), (92, "$ERROR$", -1)
+        (92, "$ERROR$", -1),
+        (92, "$ERROR$", -1),
     ]
     assert show_result(exported)[model] == pytest.approx(res["metrics"])
 
@@ -100,7 +131,9 @@ def test_api_error_is_counted_then_resumed(fake_openai: FakeOpenAI, tmp_path: Pa
     fake_openai.set_responder(make_replay(model))
     assert main(_judge_cmd(answers, out, fake_openai, "--judge_max_retries", "0")) == 0
     assert fake_openai.count() == 2  # only the two failed calls
-    assert task_results(out)["metrics"] == pytest.approx(dict(zip(("turn1", "turn2", "all"), PUBLISHED[model])))
+    assert task_results(out)["metrics"] == pytest.approx(
+        dict(zip(("turn1", "turn2", "all"), PUBLISHED[model], strict=True))
+    )
     assert main(_judge_cmd(answers, out, fake_openai, "--judge_max_retries", "0")) == 0
     assert fake_openai.count() == 2  # nothing left to do
 
@@ -136,14 +169,19 @@ def test_duplicate_answers_last_wins_and_is_counted(fake_openai: FakeOpenAI, tmp
     assert main(_judge_cmd(answers, out, fake_openai)) == 0
     res = task_results(out)
     assert res["failures"]["duplicate_answers"] == 1
-    assert res["metrics"] == pytest.approx(dict(zip(("turn1", "turn2", "all"), PUBLISHED["claude-v1"])))
+    assert res["metrics"] == pytest.approx(
+        dict(zip(("turn1", "turn2", "all"), PUBLISHED["claude-v1"], strict=True))
+    )
 
 
-def test_missing_answer_is_exit_2_before_any_call(fake_openai: FakeOpenAI, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_answer_is_exit_2_before_any_call(
+    fake_openai: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = (MT_DIR / "model_answer" / "gpt-4.jsonl").read_text(encoding="utf-8").splitlines()
     answers = tmp_path / "partial.jsonl"
-    answers.write_text("\n".join(x for x in lines if json.loads(x)["question_id"] != 97) + "\n", encoding="utf-8")
+    answers.write_text(
+        "\n".join(x for x in lines if json.loads(x)["question_id"] != 97) + "\n", encoding="utf-8"
+    )
     out = tmp_path / "judged"
     assert main(_judge_cmd(answers, out, fake_openai)) == 2
     assert "no answer for question_id 97" in capsys.readouterr().err
@@ -154,8 +192,15 @@ def test_full_mtbench_per_category(fake_openai: FakeOpenAI, tmp_path: Path) -> N
     questions = load_questions(MT_DIR / "question.jsonl")
     model = "gpt-4"
     # a synthetic but distinct rating for every question and turn, some of them halves
-    ratings = {(model, q.question_id, t): f"{(q.question_id * 7 + t * 3) % 10 + 1}{'.5' if q.question_id % 9 == 0 else ''}"
-               for q in questions for t in (1, 2)}
+    ratings = {
+        (
+            model,
+            q.question_id,
+            t,
+        ): f"{(q.question_id * 7 + t * 3) % 10 + 1}{'.5' if q.question_id % 9 == 0 else ''}"
+        for q in questions
+        for t in (1, 2)
+    }
     replay = make_replay(model)
     replay.ratings = ratings
     fake_openai.set_responder(replay)
@@ -164,8 +209,9 @@ def test_full_mtbench_per_category(fake_openai: FakeOpenAI, tmp_path: Path) -> N
     assert replay.mismatches == []
     res = task_results(out, "mtbench")
     cat = {q.question_id: q.category for q in questions}
-    df = pd.DataFrame([{"qid": q, "turn": t, "score": float(v), "category": cat[q]}
-                       for (_, q, t), v in ratings.items()])
+    df = pd.DataFrame(
+        [{"qid": q, "turn": t, "score": float(v), "category": cat[q]} for (_, q, t), v in ratings.items()]
+    )
     assert res["metrics"]["all"] == pytest.approx(df["score"].mean())
     assert res["metrics"]["turn2"] == pytest.approx(df[df.turn == 2]["score"].mean())
     assert set(res["by_category"]) == set(df["category"])
@@ -177,13 +223,20 @@ def test_full_mtbench_per_category(fake_openai: FakeOpenAI, tmp_path: Path) -> N
     samples = {s["question_id"]: s for s in map(json.loads, (out / "samples.jsonl").open(encoding="utf-8"))}
     assert samples[111]["judge_prompts"] == ["single-math-v1", "single-math-v1-multi-turn"]
     assert samples[111]["turns"][0]["judgments"]["rating"]["template"] == "single-math-v1"
-    assert "[The Start of Reference Answer]" in samples[111]["turns"][0]["judgments"]["rating"]["prompt"][1]["content"]
+    assert (
+        "[The Start of Reference Answer]"
+        in samples[111]["turns"][0]["judgments"]["rating"]["prompt"][1]["content"]
+    )
     assert samples[81]["judge_prompts"] == ["single-v1", "single-v1-multi-turn"]
 
 
-def test_dry_run_counts_calls(fake_openai: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_counts_calls(
+    fake_openai: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "dry"
-    rc = main(_judge_cmd(MT_DIR / "model_answer" / "gpt-4.jsonl", out, fake_openai, "--dry_run", task="mtbench"))
+    rc = main(
+        _judge_cmd(MT_DIR / "model_answer" / "gpt-4.jsonl", out, fake_openai, "--dry_run", task="mtbench")
+    )
     assert rc == 0 and fake_openai.count() == 0
     assert "160" in capsys.readouterr().out
 

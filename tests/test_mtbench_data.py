@@ -34,8 +34,14 @@ def test_official_questions(mt_dir: Path) -> None:
     assert roleplay == list(range(91, 101))
     temps = {q.category: temperature_for(q) for q in qs}
     assert temps == {
-        "writing": 0.7, "roleplay": 0.7, "reasoning": 0.0, "math": 0.0, "coding": 0.0,
-        "extraction": 0.0, "stem": 0.1, "humanities": 0.1,
+        "writing": 0.7,
+        "roleplay": 0.7,
+        "reasoning": 0.0,
+        "math": 0.0,
+        "coding": 0.0,
+        "extraction": 0.0,
+        "stem": 0.1,
+        "humanities": 0.1,
     }
 
 
@@ -85,11 +91,16 @@ def test_missing_and_bad_files(tmp_path: Path, mt_dir: Path) -> None:
     with pytest.raises(DataError, match="judge_prompts.jsonl not found"):
         make_roleplay_task().load(tmp_path, limit=None, responses=None)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question_id": 1, "category": "x", "turns": ["a"]}\n\n{"question_id": 1,\n', encoding="utf-8")
+    bad.write_text(
+        '{"question_id": 1, "category": "x", "turns": ["a"]}\n\n{"question_id": 1,\n', encoding="utf-8"
+    )
     with pytest.raises(DataError, match=r"bad\.jsonl:3: invalid JSON"):
         load_questions(bad)
-    bad.write_text('{"question_id": 1, "category": "x", "turns": ["a"]}\n{"question_id": 1, "category": "x", '
-                   '"turns": ["b"]}\n', encoding="utf-8")
+    bad.write_text(
+        '{"question_id": 1, "category": "x", "turns": ["a"]}\n{"question_id": 1, "category": "x", '
+        '"turns": ["b"]}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(DataError, match=r"bad\.jsonl:2: field 'question_id': 1 already used on line 1"):
         load_questions(bad)
     bad.write_text('{"question_id": "1", "category": "x", "turns": ["a"]}\n', encoding="utf-8")
@@ -122,7 +133,9 @@ def test_answer_file_duplicates_keep_last(tmp_path: Path, mt_dir: Path) -> None:
 def test_answer_file_missing_question(tmp_path: Path, mt_dir: Path) -> None:
     lines = (mt_dir / "model_answer" / "alpaca-13b.jsonl").read_text(encoding="utf-8").splitlines()
     path = tmp_path / "partial.jsonl"
-    path.write_text("\n".join(x for x in lines if json.loads(x)["question_id"] != 95) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(x for x in lines if json.loads(x)["question_id"] != 95) + "\n", encoding="utf-8"
+    )
     with pytest.raises(DataError, match="no answer for question_id 95"):
         make_roleplay_task().load(mt_dir, limit=None, responses=path)
 
@@ -137,7 +150,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def mirror(tmp_path: Path, mt_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A loopback HTTP server laid out like FastChat's fastchat/llm_judge/data; upstream is pointed at it too."""
+    """A loopback HTTP server laid out like FastChat's fastchat/llm_judge/data; upstream is pointed at it
+    too."""
     root = tmp_path / "mirror"
     _fastchat_tree(root, mt_dir)
     handler = functools.partial(_QuietHandler, directory=str(root))

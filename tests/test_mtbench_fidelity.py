@@ -1,9 +1,11 @@
-"""Fidelity: replaying FastChat's answers and published GPT-4 ratings reproduces the published roleplay numbers.
+"""Fidelity: replaying FastChat's answers and published GPT-4 ratings reproduces the published roleplay
+numbers.
 
 The test server plays the model under test (the recorded ``model_answer/<model>.jsonl`` answers) and the judge
-(the published rating of each question and turn, from ``derived/gpt-4_single_roleplay_5models.tsv``). It answers a
-judge request with a rating only when the request is exactly FastChat's prompt for that question and turn, so the
-numbers below come out only when generation, prompt filling, parsing and aggregation all match FastChat.
+(the published rating of each question and turn, from ``derived/gpt-4_single_roleplay_5models.tsv``). It
+answers a judge request with a rating only when the request is exactly FastChat's prompt for that question and
+turn, so the numbers below come out only when generation, prompt filling, parsing and aggregation all match
+FastChat.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def assert_published(res: dict[str, Any], model: str) -> None:
     t1, t2, both = PUBLISHED[model]
     m = res["metrics"]
     assert (m["turn1"], m["turn2"], m["all"]) == (
-        pytest.approx(t1, abs=1e-12), pytest.approx(t2, abs=1e-12), pytest.approx(both, abs=1e-12)
+        pytest.approx(t1, abs=1e-12),
+        pytest.approx(t2, abs=1e-12),
+        pytest.approx(both, abs=1e-12),
     ), f"{model}: {m}"
     assert res["n_valid"] == 20
     assert all(v == 0 for v in res["failures"].values()), res["failures"]
@@ -95,12 +99,22 @@ def test_run_reproduces_published_roleplay(model: str, fake_openai: FakeOpenAI, 
     replay = make_replay(model)
     fake_openai.set_responder(replay)
     out = tmp_path / "run"
-    rc = main([
-        "run", "--model", "local-chat-completions",
-        "--model_args", f"model={model},base_url={fake_openai.chat_url},num_concurrent=4",
-        "--tasks", "mtbench_roleplay", "--data_path", str(MT_DIR), "--output_path", str(out),
-        *judge_flags(fake_openai),
-    ])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "local-chat-completions",
+            "--model_args",
+            f"model={model},base_url={fake_openai.chat_url},num_concurrent=4",
+            "--tasks",
+            "mtbench_roleplay",
+            "--data_path",
+            str(MT_DIR),
+            "--output_path",
+            str(out),
+            *judge_flags(fake_openai),
+        ]
+    )
     assert rc == 0
     assert replay.mismatches == []
     res = task_results(out)
@@ -115,36 +129,65 @@ def test_run_reproduces_published_roleplay(model: str, fake_openai: FakeOpenAI, 
     assert {(b["model"], b["temperature"], b["max_tokens"]) for b in gen} == {(model, 0.7, 1024)}
     assert sum(len(b["messages"]) == 3 for b in gen) == 10  # turn 2 carries turn 1 and the model's own answer
     # Judging as FastChat does it: gpt-4, temperature 0, one sample, max_tokens 2048.
-    assert {(b["model"], b["temperature"], b["max_tokens"], b.get("n", 1)) for b in judge} == {("gpt-4", 0, 2048, 1)}
+    assert {(b["model"], b["temperature"], b["max_tokens"], b.get("n", 1)) for b in judge} == {
+        ("gpt-4", 0, 2048, 1)
+    }
 
     # FastChat's own aggregation of the exported judgments gives the same numbers.
     exported = out / "fastchat" / "mtbench_roleplay" / "model_judgment" / "gpt-4_single.jsonl"
     assert show_result(exported)[model] == pytest.approx(res["metrics"])
     answers = load_answers(out / "fastchat" / "mtbench_roleplay" / "model_answer" / f"{model}.jsonl")
     original = load_answers(MT_DIR / "model_answer" / f"{model}.jsonl")
-    assert {q: a.turns for q, a in answers.answers.items()} == {q: original.answers[q].turns for q in range(91, 101)}
+    assert {q: a.turns for q, a in answers.answers.items()} == {
+        q: original.answers[q].turns for q in range(91, 101)
+    }
 
 
 @pytest.mark.parametrize("model", list(PUBLISHED))
-def test_judge_mode_reproduces_published_roleplay(model: str, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_judge_mode_reproduces_published_roleplay(
+    model: str, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     replay = make_replay(model)
     fake_openai.set_responder(replay)
     out = tmp_path / "judged"
     answers = MT_DIR / "model_answer" / f"{model}.jsonl"
-    rc = main([
-        "judge", "--tasks", "mtbench_roleplay", "--responses", str(answers), "--data_path", str(MT_DIR),
-        "--output_path", str(out), *judge_flags(fake_openai),
-    ])
+    rc = main(
+        [
+            "judge",
+            "--tasks",
+            "mtbench_roleplay",
+            "--responses",
+            str(answers),
+            "--data_path",
+            str(MT_DIR),
+            "--output_path",
+            str(out),
+            *judge_flags(fake_openai),
+        ]
+    )
     assert rc == 0
     assert replay.mismatches == []
     assert fake_openai.count() == 20  # judge calls only
     assert_published(task_results(out), model)
-    rows = [json.loads(x) for x in (out / "fastchat/mtbench_roleplay/model_judgment/gpt-4_single.jsonl").open()]
+    rows = [
+        json.loads(x) for x in (out / "fastchat/mtbench_roleplay/model_judgment/gpt-4_single.jsonl").open()
+    ]
     assert len(rows) == 20
-    assert set(rows[0]) == {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}
+    assert set(rows[0]) == {
+        "question_id",
+        "model",
+        "judge",
+        "user_prompt",
+        "judgment",
+        "score",
+        "turn",
+        "tstamp",
+    }
     assert {r["model"] for r in rows} == {model}  # the answer file's name, FastChat's rule
-    assert {(r["turn"], tuple(r["judge"])) for r in rows} == {(1, ("gpt-4", "single-v1")),
-                                                              (2, ("gpt-4", "single-v1-multi-turn"))}
+    assert {(r["turn"], tuple(r["judge"])) for r in rows} == {
+        (1, ("gpt-4", "single-v1")),
+        (2, ("gpt-4", "single-v1-multi-turn")),
+    }
     if model == "vicuna-13b-v1.3":
         q94 = next(r for r in rows if r["question_id"] == 94 and r["turn"] == 1)
         assert q94["score"] == 8.5 and isinstance(q94["score"], float)
@@ -156,9 +199,19 @@ def test_judge_mode_reproduces_published_roleplay(model: str, fake_openai: FakeO
 )
 def test_judge_answers_flag(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     fake_openai.set_responder(make_replay("alpaca-13b"))
-    rc = main([
-        "judge", "--tasks", "mtbench_roleplay", "--answers", str(MT_DIR / "model_answer" / "alpaca-13b.jsonl"),
-        "--data_path", str(MT_DIR), "--output_path", str(tmp_path / "judged"), *judge_flags(fake_openai),
-    ])
+    rc = main(
+        [
+            "judge",
+            "--tasks",
+            "mtbench_roleplay",
+            "--answers",
+            str(MT_DIR / "model_answer" / "alpaca-13b.jsonl"),
+            "--data_path",
+            str(MT_DIR),
+            "--output_path",
+            str(tmp_path / "judged"),
+            *judge_flags(fake_openai),
+        ]
+    )
     assert rc == 0
     assert_published(task_results(tmp_path / "judged"), "alpaca-13b")

@@ -9,21 +9,24 @@ import pytest
 from tasks.mtbench.data import load_judge_prompts, load_references
 from tasks.mtbench.judge import fill_prompt, parse_rating, prompt_name
 
-# The judge instructions as FastChat's judge_prompts.jsonl has them (benchmark data, typo "You evaluation" included).
+# The judge instructions as FastChat's judge_prompts.jsonl has them (benchmark data, typo "You evaluation"
+# included).
 SINGLE_INSTRUCTION = (
-    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the "
-    "user question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, "
-    "accuracy, depth, creativity, and level of detail of the response. Begin your evaluation by providing a short "
-    "explanation. Be as objective as possible. After providing your explanation, you must rate the response on a "
-    'scale of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".'
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
+    "to the user question displayed below. Your evaluation should consider factors such as the "
+    "helpfulness, relevance, accuracy, depth, creativity, and level of detail of the response. Begin your "
+    "evaluation by providing a short explanation. Be as objective as possible. After providing your "
+    "explanation, you must rate the response on a scale of 1 to 10 by strictly following this format: "
+    '"[[rating]]", for example: "Rating: [[5]]".'
 )
 MULTI_SYSTEM = (
-    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the "
-    "user question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, "
-    "accuracy, depth, creativity, and level of detail of the response. You evaluation should focus on the "
-    "assistant's answer to the second user question. Begin your evaluation by providing a short explanation. Be as "
-    "objective as possible. After providing your explanation, you must rate the response on a scale of 1 to 10 by "
-    'strictly following this format: "[[rating]]", for example: "Rating: [[5]]".\n\n'
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
+    "to the user question displayed below. Your evaluation should consider factors such as the "
+    "helpfulness, relevance, accuracy, depth, creativity, and level of detail of the response. You "
+    "evaluation should focus on the assistant's answer to the second user question. Begin your evaluation "
+    "by providing a short explanation. Be as objective as possible. After providing your explanation, you "
+    'must rate the response on a scale of 1 to 10 by strictly following this format: "[[rating]]", for '
+    'example: "Rating: [[5]]".\n\n'
 )
 Q = ("Pretend to be {Elon} Musk. Why Mars?", "Teach me dancing?")
 A = ("Because {backup} of humanity.\n\n- point", "Sure! {step} one: 100% fun")
@@ -85,7 +88,9 @@ def test_math_prompts_carry_the_gpt4_reference(mt_dir: Path) -> None:
         f"<|The Start of Reference Answer|>\n\n### User:\n{Q[0]}\n\n### Reference answer:\n{ref[0]}\n\n"
         f"### User:\n{Q[1]}\n\n### Reference answer:\n{ref[1]}\n\n<|The End of Reference Answer|>"
     )
-    assert t2[0]["content"].startswith("Please act as an impartial judge") and "correctness" in t2[0]["content"]
+    assert (
+        t2[0]["content"].startswith("Please act as an impartial judge") and "correctness" in t2[0]["content"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,7 +112,9 @@ def test_parse_rating_ok(text: str, value: float) -> None:
     assert type(res.value) is type(value)  # int stays int, float stays float (ast.literal_eval)
 
 
-@pytest.mark.parametrize("text", ["no rating at all", "Rating: [[ 8 ]]", "Rating: 8/10", "", "[[eight]]", "[[08]]"])
+@pytest.mark.parametrize(
+    "text", ["no rating at all", "Rating: [[ 8 ]]", "Rating: 8/10", "", "[[eight]]", "[[08]]"]
+)
 def test_parse_rating_failures_are_parse_errors(text: str) -> None:
     res = parse_rating(text)
     assert res.status == "parse_error"

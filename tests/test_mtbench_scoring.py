@@ -28,9 +28,7 @@ def _record(qid: int, category: str, turns: list[dict[str, Any] | None]) -> dict
         "category": category,
         "prompts": ["a", "b"],
         "messages": [],
-        "turns": [
-            {"turn": t, "judgments": {} if j is None else {"rating": j}} for t, j in enumerate(turns)
-        ],
+        "turns": [{"turn": t, "judgments": {} if j is None else {"rating": j}} for t, j in enumerate(turns)],
     }
 
 

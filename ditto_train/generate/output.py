@@ -28,7 +28,9 @@ from ditto_train.generate.session import Outcome
 from ditto_train.knowledge.jsonl import iter_complete_lines
 from ditto_train.knowledge.schema import RoleProfile
 
-_FIRST_SENTENCE = re.compile(r"^(.+?[。！？]|.+?[.!?](?=\s+[A-Z\"“(]|\s*$))", re.DOTALL)
+_SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s+[A-Z\"“(]|\s*$)")
+# Words whose trailing period does not end a sentence ("Dr. Watson", "J. R. R. Tolkien", "c. 1300").
+_ABBREV = frozenset("mr mrs ms dr prof st jr sr gen col lt capt sgt rev hon mt no vs ca c u.s e.g i.e".split())
 LANG_ORDER = ("en", "zh")
 
 
@@ -51,8 +53,14 @@ def done_keys(out: Path, split: str, langs: tuple[str, ...]) -> set[tuple[str, s
 def first_sentence(text: str, limit: int = 200) -> str:
     """The first sentence of a summary (for consistency candidates), at most ``limit`` characters."""
     text = " ".join(text.split())
-    m = _FIRST_SENTENCE.match(text)
-    sentence = m.group(1) if m else text
+    sentence = text
+    for m in _SENTENCE_END.finditer(text):
+        if m.group() == ".":
+            word = text[: m.start()].rsplit(" ", 1)[-1].lstrip("(").lower()
+            if word in _ABBREV or (len(word) == 1 and word.isalpha()):
+                continue
+        sentence = text[: m.end()]
+        break
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 

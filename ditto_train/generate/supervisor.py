@@ -126,6 +126,9 @@ class LocalSupervisor:
 
         self.backend = load_backend(name, model_args, seed=seed, cache=None)
         self.gen = {**gen, "until": []}
+        if gen.get("do_sample") is False:  # greedy: sampling knobs would only trigger transformers warnings
+            for key in ("temperature", "top_p", "top_k", "min_p"):
+                self.gen.pop(key, None)
         self.cache = cache
         self.batch_size = batch_size
         self.seed = seed

@@ -87,12 +87,17 @@ class Collector:
                     for cand in todo:
                         if self.limit is not None and n_kept >= self.limit:
                             break
+                        n_errors = len(self.stats.errors)
                         if self._role(cand, entities.get(cand.qid), done, kb, skipped) and cand.qid not in kept:
                             kept.add(cand.qid)
                             n_kept += 1
+                        elif len(self.stats.errors) > n_errors:
+                            # A failed role holds its place under --limit, so a re-run that fixes it
+                            # ends with the same roles as a run without the error.
+                            n_kept += 1
                 if on_progress:
                     on_progress(len(chunk))
-        self.stats.roles_kept = n_kept
+        self.stats.roles_kept = len(kept)
         return self.stats
 
     def _role(self, cand: Candidate, entity: dict[str, Any] | None, done: set[tuple[str, str]],

@@ -26,7 +26,7 @@ from .config import (
     type_label,
     unknown_key_message,
 )
-from .prepare import is_main_process, prepare
+from .prepare import Prepared, is_main_process, prepare
 from .train import run_training
 
 PROG = "ditto-bench train"
@@ -96,7 +96,7 @@ def parse_argv(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, Any]]
     return config_path, dry_run, want_help, flags
 
 
-def _print_summary(prep: Any, *, dry_run: bool) -> None:
+def _print_summary(prep: Prepared, *, dry_run: bool) -> None:
     import yaml
     from rich.console import Console
     from rich.table import Table

@@ -199,6 +199,35 @@ class LmEvalChatBackend:
         return cache_key(kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0)
 
 
+def validate_backend(name: str, model_args: str | None) -> None:
+    """Cheap checks of ``--model``/``--model_args`` before anything is written (no model is loaded)."""
+    from lm_eval.api.registry import get_model
+
+    args = parse_kv_args(model_args, "--model_args")
+    _check_api_args(name, args)
+    _resolve_class(name, get_model)
+
+
+def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
+    if name in API_BACKENDS and "base_url" in args:
+        if not str(args["base_url"]).rstrip("/").endswith("/chat/completions"):
+            raise ConfigError(
+                f"--model_args base_url must be the full endpoint ending in /chat/completions, got {args['base_url']!r}"
+            )
+
+
+def _resolve_class(name: str, get_model: Callable[[str], Any]) -> Any:
+    try:
+        return get_model(name)
+    except ModuleNotFoundError as exc:
+        extra = "vllm" if "vllm" in str(exc) else "hf"
+        raise BackendError(
+            f"backend {name!r} needs an optional dependency ({exc}); pip install 'ditto-bench[{extra}]'"
+        ) from exc
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"unknown --model {name!r}: {exc}") from exc
+
+
 def load_backend(
     name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
 ) -> LmEvalChatBackend:
@@ -215,17 +244,8 @@ def load_backend(
         args["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval defaults to cuda
     if name in API_BACKENDS:
         args.setdefault("seed", seed)
-        if "base_url" in args and not str(args["base_url"]).rstrip("/").endswith("/chat/completions"):
-            raise ConfigError(
-                f"--model_args base_url must be the full endpoint ending in /chat/completions, got {args['base_url']!r}"
-            )
-    try:
-        cls = get_model(name)
-    except ModuleNotFoundError as exc:
-        extra = "vllm" if "vllm" in str(exc) else "hf"
-        raise BackendError(f"backend {name!r} needs an optional dependency ({exc}); pip install 'ditto-bench[{extra}]'") from exc
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"unknown --model {name!r}: {exc}") from exc
+    _check_api_args(name, args)
+    cls = _resolve_class(name, get_model)
     try:
         lm = cls.create_from_arg_obj(args)
     except TypeError as exc:

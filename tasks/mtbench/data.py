@@ -1,14 +1,14 @@
 """MT-Bench data: questions, judge prompts, reference answers and FastChat answer files.
 
-Layout. ``--data_path DIR`` follows FastChat's ``fastchat/llm_judge/data/mt_bench`` folder: ``DIR/question.jsonl``
-and ``DIR/reference_answer/gpt-4.jsonl``. ``judge_prompts.jsonl`` sits one level up upstream
-(``fastchat/llm_judge/data/judge_prompts.jsonl``); both ``DIR/judge_prompts.jsonl`` and
+Layout. ``--data_path DIR`` follows FastChat's ``fastchat/llm_judge/data/mt_bench`` folder:
+``DIR/question.jsonl`` and ``DIR/reference_answer/gpt-4.jsonl``. ``judge_prompts.jsonl`` sits one level up
+upstream (``fastchat/llm_judge/data/judge_prompts.jsonl``); both ``DIR/judge_prompts.jsonl`` and
 ``DIR/../judge_prompts.jsonl`` are accepted, in that order.
 
-Download. Without ``--data_path`` the three files are fetched from FastChat's repository at a pinned commit into the
-ditto-bench cache and verified by sha256 (:mod:`harness.datafetch`). Mirrors can be put first with the environment
-variable ``DITTO_BENCH_MTBENCH_MIRRORS`` (whitespace-separated base URLs laid out like upstream's
-``fastchat/llm_judge/data``: ``BASE/mt_bench/question.jsonl``, ``BASE/judge_prompts.jsonl``,
+Download. Without ``--data_path`` the three files are fetched from FastChat's repository at a pinned commit
+into the ditto-bench cache and verified by sha256 (:mod:`harness.datafetch`). Mirrors can be put first with
+the environment variable ``DITTO_BENCH_MTBENCH_MIRRORS`` (whitespace-separated base URLs laid out like
+upstream's ``fastchat/llm_judge/data``: ``BASE/mt_bench/question.jsonl``, ``BASE/judge_prompts.jsonl``,
 ``BASE/mt_bench/reference_answer/gpt-4.jsonl``).
 
 Validation happens before anything else runs; the first problem is one line ``{path}:{line}: ...``.
@@ -30,7 +30,9 @@ from harness.datafetch import RemoteFile, Source, fetch
 from harness.errors import ConfigError, DataError
 
 FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
-UPSTREAM_DATA_URL = f"https://raw.githubusercontent.com/lm-sys/FastChat/{FASTCHAT_COMMIT}/fastchat/llm_judge/data"
+UPSTREAM_DATA_URL = (
+    f"https://raw.githubusercontent.com/lm-sys/FastChat/{FASTCHAT_COMMIT}/fastchat/llm_judge/data"
+)
 MIRRORS_ENV = "DITTO_BENCH_MTBENCH_MIRRORS"
 
 # FastChat common.py: categories whose judge prompt carries the GPT-4 reference answer.
@@ -51,7 +53,9 @@ MAX_NEW_TOKENS = 1024
 
 # Placeholders each single-grading prompt may use (FastChat run_judge_single passes exactly these).
 _SINGLE_FIELDS = frozenset({"question", "answer", "ref_answer_1", "ref_answer_2"})
-_MULTI_FIELDS = frozenset({"question_1", "question_2", "answer_1", "answer_2", "ref_answer_1", "ref_answer_2"})
+_MULTI_FIELDS = frozenset(
+    {"question_1", "question_2", "answer_1", "answer_2", "ref_answer_1", "ref_answer_2"}
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,8 @@ def file_sha256(path: Path) -> str:
 
 
 def fastchat_model_name(path: Path) -> str:
-    """FastChat names a model after its answer file: ``os.path.basename(filename)[:-6]`` (drops ``.jsonl``)."""
+    """FastChat names a model after its answer file: ``os.path.basename(filename)[:-6]`` (drops
+    ``.jsonl``)."""
     name = Path(path).name
     return name[: -len(".jsonl")] if name.endswith(".jsonl") else Path(path).stem
 
@@ -298,12 +303,14 @@ def check_single_prompt(prompt: JudgePrompt, *, multi_turn: bool, source: Path) 
     """A single-grading prompt must output ``[[rating]]`` and use only the fields FastChat fills in."""
     if prompt.type != "single" or prompt.output_format != "[[rating]]":
         raise DataError(
-            f"{source}: judge prompt {prompt.name!r}: expected type 'single' with output_format '[[rating]]', "
-            f"got {prompt.type!r} / {prompt.output_format!r}"
+            f"{source}: judge prompt {prompt.name!r}: expected type 'single' with output_format "
+            f"'[[rating]]', got {prompt.type!r} / {prompt.output_format!r}"
         )
     allowed = _MULTI_FIELDS if multi_turn else _SINGLE_FIELDS
     try:
-        used = {name for _, name, _, _ in string.Formatter().parse(prompt.prompt_template) if name is not None}
+        used = {
+            name for _, name, _, _ in string.Formatter().parse(prompt.prompt_template) if name is not None
+        }
     except ValueError as exc:
         raise DataError(f"{source}: judge prompt {prompt.name!r}: bad template: {exc}") from None
     unknown = sorted(used - allowed)

@@ -3,14 +3,15 @@
 Written under ``<run_dir>/fastchat/<task>/``:
 
 * ``model_judgment/<judge>_single.jsonl``: one line per judged (question, turn) with FastChat's fields
-  ``question_id, model, judge, user_prompt, judgment, score, turn, tstamp``. A judgment whose rating could not be
-  parsed keeps its text and gets ``score -1``; a judge call that failed after its retries gets FastChat's
-  ``"$ERROR$"`` text and ``score -1`` (FastChat's own sentinels, so ``show_result``'s ``score != -1`` filter drops
-  exactly the rows our aggregation excludes). Turns never judged are not written.
-* ``model_answer/<model>.jsonl``: the answers (``choices[0].turns``) of every question with all turns generated.
+  ``question_id, model, judge, user_prompt, judgment, score, turn, tstamp``. A judgment whose rating could not
+  be parsed keeps its text and gets ``score -1``; a judge call that failed after its retries gets FastChat's
+  ``"$ERROR$"`` text and ``score -1`` (FastChat's own sentinels, so ``show_result``'s ``score != -1`` filter
+  drops exactly the rows our aggregation excludes). Turns never judged are not written.
+* ``model_answer/<model>.jsonl``: the answers (``choices[0].turns``) of every question with all turns
+  generated.
 
-The model name is FastChat's: the answer file name in ``judge`` mode, otherwise the model under test as given in
-the run's model arguments (``model=`` or ``pretrained=``), made safe for a file name.
+The model name is FastChat's: the answer file name in ``judge`` mode, otherwise the model under test as given
+in the run's model arguments (``model=`` or ``pretrained=``), made safe for a file name.
 """
 
 from __future__ import annotations
@@ -62,16 +63,18 @@ def judgment_rows(
             texts = j.get("completions") or []
             text = texts[0] if j["status"] == "ok" and texts and texts[0] is not None else API_ERROR_OUTPUT
             score = j.get("score")
-            rows.append({
-                "question_id": int(rec["question_id"]),
-                "model": model,
-                "judge": [judge_model, j["template"]],
-                "user_prompt": user_prompt_of(j["prompt"]),
-                "judgment": text,
-                "score": -1 if score is None else score,
-                "turn": int(turn["turn"]) + 1,
-                "tstamp": tstamp,
-            })
+            rows.append(
+                {
+                    "question_id": int(rec["question_id"]),
+                    "model": model,
+                    "judge": [judge_model, j["template"]],
+                    "user_prompt": user_prompt_of(j["prompt"]),
+                    "judgment": text,
+                    "score": -1 if score is None else score,
+                    "turn": int(turn["turn"]) + 1,
+                    "tstamp": tstamp,
+                }
+            )
     return rows
 
 
@@ -83,23 +86,29 @@ def answer_rows(records: Sequence[Mapping[str, Any]], *, model: str, tstamp: flo
         if len(replies) < len(rec["prompts"]):
             continue
         meta = rec.get("answer_meta") or {}
-        answer_id = meta.get("answer_id") or hashlib.sha256(
-            json.dumps([model, rec["question_id"], replies], ensure_ascii=False).encode("utf-8")
-        ).hexdigest()[:22]
-        rows.append({
-            "question_id": int(rec["question_id"]),
-            "answer_id": answer_id,
-            "model_id": meta.get("model_id") or model,
-            "choices": [{"index": 0, "turns": replies}],
-            "tstamp": tstamp,
-        })
+        answer_id = (
+            meta.get("answer_id")
+            or hashlib.sha256(
+                json.dumps([model, rec["question_id"], replies], ensure_ascii=False).encode("utf-8")
+            ).hexdigest()[:22]
+        )
+        rows.append(
+            {
+                "question_id": int(rec["question_id"]),
+                "answer_id": answer_id,
+                "model_id": meta.get("model_id") or model,
+                "choices": [{"index": 0, "turns": replies}],
+                "tstamp": tstamp,
+            }
+        )
     return rows
 
 
 def export(
     run_dir: Path, task: str, records: Sequence[Mapping[str, Any]], *, model: str, judge_model: str
 ) -> list[str]:
-    """Write the FastChat judgment and answer files of one task; returns their paths relative to ``run_dir``."""
+    """Write the FastChat judgment and answer files of one task; returns their paths relative to
+    ``run_dir``."""
     base = run_dir / "fastchat" / task
     tstamp = time.time()
     targets = {

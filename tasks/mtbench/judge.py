@@ -1,14 +1,14 @@
 """MT-Bench single-answer grading as FastChat does it: prompt choice, prompt filling, rating parsing.
 
 Prompt choice (``gen_judgment.py``): turn 1 ``single-v1``, turn 2 ``single-v1-multi-turn``; for the categories
-that need a reference (math, reasoning, coding) ``single-math-v1`` / ``single-math-v1-multi-turn`` with the GPT-4
-reference answers. The template is filled with ``str.format`` and sent as exactly two messages,
+that need a reference (math, reasoning, coding) ``single-math-v1`` / ``single-math-v1-multi-turn`` with the
+GPT-4 reference answers. The template is filled with ``str.format`` and sent as exactly two messages,
 ``[system: system_prompt, user: filled template]`` (FastChat's "chatgpt" conversation with the prompt's system
 message; an empty system message would be left out by ``to_openai_api_messages``).
 
-Rating (``common.py``): ``re.search`` for ``[[x]]``, then for ``[x]``, converted with ``ast.literal_eval`` so an
-int stays an int and ``8.5`` stays a float; no range check, the first match wins. FastChat writes ``-1`` when
-nothing matches; here that is a ``parse_error`` result, never a number.
+Rating (``common.py``): ``re.search`` for ``[[x]]``, then for ``[x]``, converted with ``ast.literal_eval``
+so an int stays an int and ``8.5`` stays a float; no range check, the first match wins. FastChat writes ``-1``
+when nothing matches; here that is a ``parse_error`` result, never a number.
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def fill_prompt(
         user = prompt.prompt_template.format(question=questions[0], answer=answers[0], **kwargs)
     else:
         user = prompt.prompt_template.format(
-            question_1=questions[0], question_2=questions[1], answer_1=answers[0], answer_2=answers[1], **kwargs
+            question_1=questions[0],
+            question_2=questions[1],
+            answer_1=answers[0],
+            answer_2=answers[1],
+            **kwargs,
         )
     messages: list[ChatMessage] = []
     if prompt.system_prompt != "":
@@ -72,7 +76,8 @@ def fill_prompt(
 
 
 def parse_rating(text: str | None) -> ParseResult:
-    """Parse one judgment: ``ok`` with an int or float, ``parse_error`` (no rating) or ``api_error`` (no text)."""
+    """Parse one judgment: ``ok`` with an int or float, ``parse_error`` (no rating) or ``api_error`` (no
+    text)."""
     if text is None:
         return ParseResult("api_error", reason="no_text")
     match = ONE_SCORE_PATTERN.search(text) or ONE_SCORE_PATTERN_BACKUP.search(text)

@@ -1,15 +1,17 @@
 """Replay of FastChat's published MT-Bench answers and GPT-4 ratings, for fidelity checks without any API.
 
-:class:`FastChatReplay` is a chat-completions *responder* (request body -> reply text) for an OpenAI-compatible
-test server. It answers
+:class:`FastChatReplay` is a chat-completions *responder* (request body -> reply text) for an
+OpenAI-compatible test server. It answers
 
 * a model request (no system message) with the recorded answer of the question, after checking that the
   conversation so far is the question's turns and the model's own recorded answers;
-* a judge request (``[system, user]``) with ``"... Rating: [[x]]"``, ``x`` being the published rating written as
-  in the ratings file, after checking that the request is exactly the FastChat prompt for that question and turn.
+* a judge request (``[system, user]``) with ``"... Rating: [[x]]"``, ``x`` being the published rating
+written as
+  in the ratings file, after checking that the request is exactly the FastChat prompt for that question and
+  turn.
 
-A request that does not match gets a reply without a rating (``REPLAY MISMATCH ...``), so a wrong prompt shows up
-as a ``parse_error`` and a wrong number, never as a silent pass.
+A request that does not match gets a reply without a rating (``REPLAY MISMATCH ...``), so a wrong prompt
+shows up as a ``parse_error`` and a wrong number, never as a silent pass.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ MISMATCH = "REPLAY MISMATCH"
 
 
 def load_published_ratings(path: Path) -> dict[tuple[str, int, int], str]:
-    """Read a ratings TSV (``model, question_id, turn, judge_prompt, score``) -> {(model, qid, turn): score text}."""
+    """Read a ratings TSV (``model, question_id, turn, judge_prompt, score``) -> {(model, qid, turn): score
+    text}."""
     out: dict[tuple[str, int, int], str] = {}
     with Path(path).open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
@@ -73,7 +76,9 @@ class FastChatReplay:
         self.mismatches: list[str] = []
 
     def __call__(self, body: dict[str, Any]) -> str:
-        messages = [{"role": m.get("role"), "content": _text(m.get("content"))} for m in body.get("messages", [])]
+        messages = [
+            {"role": m.get("role"), "content": _text(m.get("content"))} for m in body.get("messages", [])
+        ]
         if messages and messages[0]["role"] == "system":
             return self._judge(messages)
         return self._model(messages)
@@ -91,10 +96,15 @@ class FastChatReplay:
         turn = len(users) - 1
         expected: list[dict[str, str]] = []
         for t in range(turn):
-            expected += [{"role": "user", "content": q.turns[t]}, {"role": "assistant", "content": recorded[t]}]
+            expected += [
+                {"role": "user", "content": q.turns[t]},
+                {"role": "assistant", "content": recorded[t]},
+            ]
         expected.append({"role": "user", "content": q.turns[turn]})
         if messages != expected:
-            return self._fail(f"model request for q{q.question_id} turn {turn + 1} is not the expected history")
+            return self._fail(
+                f"model request for q{q.question_id} turn {turn + 1} is not the expected history"
+            )
         return recorded[turn]
 
     def _judge(self, messages: list[dict[str, str]]) -> str:
@@ -110,12 +120,17 @@ class FastChatReplay:
         for turn in range(len(q.turns)):
             name = prompt_name(q.category, turn)
             expected = fill_prompt(
-                self.prompts[name], questions=q.turns, answers=answers, turn=turn,
+                self.prompts[name],
+                questions=q.turns,
+                answers=answers,
+                turn=turn,
                 reference=self.references.get(q.question_id),
             )
             if messages == expected:
                 score = self.ratings.get((self.model, q.question_id, turn + 1))
                 if score is None:
-                    return self._fail(f"no published rating for {self.model} q{q.question_id} turn {turn + 1}")
+                    return self._fail(
+                        f"no published rating for {self.model} q{q.question_id} turn {turn + 1}"
+                    )
                 return f"The assistant's answer was judged as published.\n\nRating: [[{score}]]"
         return self._fail(f"judge request for q{q.question_id} matches no FastChat prompt")

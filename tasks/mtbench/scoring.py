@@ -1,10 +1,10 @@
 """MT-Bench aggregation with ``show_result.py`` semantics (single mode).
 
-Per turn: the mean rating over that turn's valid judgments. ``all``: the mean over *all* valid judgments of the
-model (not the mean of the two turn means; they differ when the turns have different numbers of valid rows).
-FastChat's ``-1`` rows (unparseable rating, ``$ERROR$`` after failed retries) are excluded; here they are
-``parse_error`` / ``api_error`` results, excluded from the means and counted in ``failures``. The same means per
-category. 95% CIs resample questions (both turns of a question stay together).
+Per turn: the mean rating over that turn's valid judgments. ``all``: the mean over *all* valid judgments of
+the model (not the mean of the two turn means; they differ when the turns have different numbers of valid
+rows). FastChat's ``-1`` rows (unparseable rating, ``$ERROR$`` after failed retries) are excluded; here they
+are ``parse_error`` / ``api_error`` results, excluded from the means and counted in ``failures``. The same
+means per category. 95% CIs resample questions (both turns of a question stay together).
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class _Acc:
         s, c = bucket.get(key, (0.0, 0))
         bucket[key] = (s + float(value), c + 1)
 
-    def summarise(self, qids: Sequence[str], keys: Sequence[str], *, seed: int, n_boot: int) -> dict[str, Any]:
+    def summarise(
+        self, qids: Sequence[str], keys: Sequence[str], *, seed: int, n_boot: int
+    ) -> dict[str, Any]:
         means: dict[str, float | None] = {}
         cis: dict[str, list[float] | None] = {}
         ns: dict[str, int] = {}
@@ -83,7 +85,9 @@ class _Acc:
             ns[key] = total
             means[key] = sum(s for s, _ in pairs) / total if total else None
             cis[key] = (
-                session_bootstrap_ci([s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_boot)
+                session_bootstrap_ci(
+                    [s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_boot
+                )
                 if total
                 else None
             )

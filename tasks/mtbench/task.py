@@ -1,13 +1,14 @@
 """The MT-Bench tasks: ``mtbench_roleplay`` (questions 91-100) and ``mtbench`` (all 80 questions).
 
 Generation follows FastChat's ``gen_model_answer.py``: temperature from the category (or the question's
-``required_temperature``), at most 1024 new tokens, turn 2 sees the model's own turn-1 answer. No system message
-is sent (``Session.system=None``): FastChat uses the default system message of the model's own conversation
-template, which for a chat template in the tokenizer is what the template does when no system message is given.
+``required_temperature``), at most 1024 new tokens, turn 2 sees the model's own turn-1 answer. No system
+message is sent (``Session.system=None``): FastChat uses the default system message of the model's own
+conversation template, which for a chat template in the tokenizer is what the template does when no system
+message is given.
 
-Judging follows ``gen_judgment.py --mode single``: judge ``gpt-4``, temperature 0, one sample, ``max_tokens`` 2048,
-the prompts of ``judge_prompts.jsonl`` used verbatim (see :mod:`tasks.mtbench.judge`). In ``judge`` mode the
-answers come from a FastChat answer file (``choices[0].turns``; the last record per question wins).
+Judging follows ``gen_judgment.py --mode single``: judge ``gpt-4``, temperature 0, one sample, ``max_tokens``
+2048, the prompts of ``judge_prompts.jsonl`` used verbatim (see :mod:`tasks.mtbench.judge`). In ``judge`` mode
+the answers come from a FastChat answer file (``choices[0].turns``; the last record per question wins).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class MTBench:
         data_dir = check_data_dir(data_path)
         sha: dict[str, str] = {}
         q_path = self._locate(QUESTIONS, data_dir, sha)
-        questions = [q for q in load_questions(q_path) if self.categories is None or q.category in self.categories]
+        questions = [
+            q for q in load_questions(q_path) if self.categories is None or q.category in self.categories
+        ]
         if not questions:
             raise DataError(f"{q_path}: no question in categories {sorted(self.categories or [])}")
         if limit is not None:
@@ -93,8 +96,8 @@ class MTBench:
             for q in questions:
                 if needs_reference(q.category) and len(refs.get(q.question_id, ())) < len(q.turns):
                     raise DataError(
-                        f"{r_path}: no reference answer with {len(q.turns)} turns for question {q.question_id} "
-                        f"({q.category})"
+                        f"{r_path}: no reference answer with {len(q.turns)} turns for question "
+                        f"{q.question_id} ({q.category})"
                     )
         answers: AnswerFile | None = None
         if responses is not None:
@@ -142,14 +145,14 @@ class MTBench:
             a = answers.answers[q.question_id]
             if len(a.turns) < len(q.turns):
                 raise DataError(
-                    f"{answers.path}:{a.line}: field 'choices[0].turns': {len(a.turns)} answer(s) for question "
-                    f"{q.question_id}, which has {len(q.turns)} turns"
+                    f"{answers.path}:{a.line}: field 'choices[0].turns': {len(a.turns)} answer(s) for "
+                    f"question {q.question_id}, which has {len(q.turns)} turns"
                 )
         n_dup = sum(answers.duplicates.values())
         if n_dup:
             console.print(
-                f"[yellow]note[/]: {answers.path}: {n_dup} duplicate answer record(s); the last one per question "
-                "is used, as FastChat does",
+                f"[yellow]note[/]: {answers.path}: {n_dup} duplicate answer record(s); the last one per "
+                "question is used, as FastChat does",
                 highlight=False,
             )
 
@@ -180,7 +183,11 @@ class MTBench:
         answers = [messages[offset + 2 * t + 1]["content"] for t in range(turn + 1)]
         name = prompt_name(item.question.category, turn)
         request = fill_prompt(
-            self._prompts[name], questions=session.prompts, answers=answers, turn=turn, reference=item.reference
+            self._prompts[name],
+            questions=session.prompts,
+            answers=answers,
+            turn=turn,
+            reference=item.reference,
         )
         return [JudgeCall(metric=METRIC, turn=turn, messages=request, template=name)]
 
@@ -219,12 +226,15 @@ class MTBench:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
     def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]:
-        """FastChat ``model_judgment/<judge>_single.jsonl`` and ``model_answer/<model>.jsonl`` of this task."""
+        """FastChat ``model_judgment/<judge>_single.jsonl`` and ``model_answer/<model>.jsonl`` of this
+        task."""
         spec: dict[str, Any] = {}
         run_json = run_dir / "run.json"
         if run_json.exists():
             spec = json.loads(run_json.read_text(encoding="utf-8")).get("spec", {})
-        judge = (spec.get("tasks", {}).get(self.name, {}).get("judge") or {}).get("model", self.judge_defaults.model)
+        judge = (spec.get("tasks", {}).get(self.name, {}).get("judge") or {}).get(
+            "model", self.judge_defaults.model
+        )
         model = fastchat_export.model_name(spec.get("model") or {}, records)
         return fastchat_export.export(run_dir, self.name, records, model=model, judge_model=str(judge))
 

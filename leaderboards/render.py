@@ -1,0 +1,272 @@
+"""Rendering a :class:`~leaderboards.board.Board` as Markdown, CSV, LaTeX or a standalone HTML page.
+
+Numbers are rounded here (``digits``, 2 by default) and only here. Optional: 95% CIs (``[lo, hi]``) and
+failure counts (``(N unscored)``: turns without a usable judgment) in the cells. CSV always carries CI bounds,
+n, failure counts, variant marks and the judge per task, one column each.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import groupby
+
+from leaderboards.board import Board, Cell, Row
+from leaderboards.definition import Column
+
+FORMATS = ("md", "csv", "latex", "html")
+EMPTY = "—"
+
+
+@dataclass(frozen=True)
+class Style:
+    """What goes into a cell besides the value."""
+
+    digits: int = 2
+    ci: bool = False
+    failures: bool = False
+
+
+def _num(x: float, digits: int) -> str:
+    """Round half up on the shortest decimal form, so 7.175 shows as 7.18 as a reader expects, not 7.17
+    (the binary float just below 7.175)."""
+    q = Decimal(1).scaleb(-digits)
+    return str(Decimal(repr(float(x))).quantize(q, rounding=ROUND_HALF_UP))
+
+
+def cell_text(cell: Cell | None, style: Style, sup: Callable[[str], str]) -> str:
+    """Plain text of a cell; ``sup`` renders a variant mark in the target format."""
+    if cell is None or cell.value is None:
+        return EMPTY
+    out = _num(cell.value, style.digits)
+    if cell.incomplete:
+        out += "*"
+    if cell.variant:
+        out += sup(cell.variant)
+    if style.ci and cell.ci is not None:
+        out += f" [{_num(cell.ci[0], style.digits)}, {_num(cell.ci[1], style.digits)}]"
+    if style.failures and cell.failures:
+        out += f" ({cell.failures} unscored)"
+    return out
+
+
+def source_text(row: Row) -> str:
+    return "run" if row.source == "run" else f"reported ({row.origin})"
+
+
+def _groups(columns: list[Column]) -> list[tuple[str, int]]:
+    return [(g, len(list(cols))) for g, cols in groupby(columns, key=lambda c: c.group)]
+
+
+def _header(col: Column) -> str:
+    return f"{col.group} {col.label}".strip()
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(board: Board, style: Style) -> str:
+    """GitHub-flavoured Markdown: title, description, the table, then the notes (judges, sources)."""
+    sup = lambda v: f"<sup>{v}</sup>"  # noqa: E731
+    lines = [f"# {board.title}", ""]
+    if board.description:
+        lines += [board.description, ""]
+    head = ["Model", "Source", *(_header(c) for c in board.columns)]
+    lines.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
+    lines.append("|---|---|" + "---:|" * len(board.columns))
+    for row in board.rows:
+        cells = [
+            row.model,
+            source_text(row),
+            *(cell_text(row.cells.get(c.id), style, sup) for c in board.columns),
+        ]
+        lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+    if board.notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {n}" for n in board.notes]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------- csv
+
+
+def to_csv(board: Board, style: Style) -> str:
+    """One line per row; per column: value, CI bounds, n, failures, variant (rounded to ``digits``)."""
+    tasks = list(dict.fromkeys(c.task for c in board.columns))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["model", "source", "origin"]
+    for c in board.columns:
+        header += [
+            c.id,
+            f"{c.id}_ci_low",
+            f"{c.id}_ci_high",
+            f"{c.id}_n",
+            f"{c.id}_failures",
+            f"{c.id}_variant",
+        ]
+    header += [f"{t}_judge" for t in tasks]
+    w.writerow(header)
+
+    def r(x: float | None) -> str:
+        return "" if x is None else _num(x, style.digits)
+
+    for row in board.rows:
+        line = [row.model, row.source, row.origin]
+        for c in board.columns:
+            cell = row.cells.get(c.id) or Cell(value=None)
+            lo, hi = cell.ci if cell.ci else (None, None)
+            line += [
+                r(cell.value),
+                r(lo),
+                r(hi),
+                "" if cell.n is None else str(cell.n),
+                "" if cell.failures is None else str(cell.failures),
+                cell.variant or "",
+            ]
+        line += [row.judges.get(t, "") for t in tasks]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------- latex
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "—": "--",
+    "†": r"$^\dagger$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(board: Board, style: Style) -> str:
+    """A ``table`` with a booktabs ``tabular``: grouped column headers, notes in a footnote-size paragraph."""
+    sup = lambda v: f"\x00{v}\x01"  # noqa: E731 - placeholder, turned into $^{v}$ after escaping
+
+    def tex(text: str) -> str:
+        return latex_escape(text).replace("\x00", "$^{").replace("\x01", "}$")
+
+    n = len(board.columns)
+    lines = [
+        "% Generated by `ditto-bench leaderboard`; requires \\usepackage{booktabs}.",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{tex(board.title)}}}",
+        "\\begin{tabular}{ll" + "r" * n + "}",
+        "\\toprule",
+    ]
+    groups = _groups(board.columns)
+    top = ["", ""] + [f"\\multicolumn{{{k}}}{{c}}{{{tex(g)}}}" for g, k in groups]
+    lines.append(" & ".join(top) + " \\\\")
+    rules, start = [], 3
+    for _, k in groups:
+        rules.append(f"\\cmidrule(lr){{{start}-{start + k - 1}}}")
+        start += k
+    lines.append(" ".join(rules))
+    lines.append(" & ".join(["Model", "Source", *(tex(c.label) for c in board.columns)]) + " \\\\")
+    lines.append("\\midrule")
+    for row in board.rows:
+        cells = [
+            tex(row.model),
+            tex(source_text(row)),
+            *(tex(cell_text(row.cells.get(c.id), style, sup)) for c in board.columns),
+        ]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    if board.notes:
+        lines.append("\\par\\smallskip\\footnotesize")
+        lines += [tex(note) + "\\par" for note in board.notes]
+    lines.append("\\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------- html
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1b1f24; }
+h1 { font-size: 1.35rem; } p.desc { max-width: 60rem; color: #444; } table { border-collapse: collapse;
+font-size: 0.9rem; } th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #ddd; } th { background:
+#f3f5f7; } thead tr.groups th { border-bottom: 2px solid #999; } td.num { text-align: right;
+font-variant-numeric: tabular-nums; white-space: nowrap; } tr.reported td { color: #555; font-style: italic;
+background: #fafafa; } span.badge { font-size: 0.75rem; padding: 0 0.35rem; border-radius: 0.6rem; background:
+#e8eef7; } ul.notes { font-size: 0.85rem; color: #333; max-width: 70rem; } """.strip()
+
+
+def to_html(board: Board, style: Style) -> str:
+    """A standalone HTML5 page (inline CSS, no scripts)."""
+    e = html.escape
+    sup = lambda v: f"\x00{v}\x01"  # noqa: E731 - placeholder, becomes <sup> after escaping
+
+    def cell_html(cell: Cell | None) -> str:
+        return e(cell_text(cell, style, sup)).replace("\x00", "<sup>").replace("\x01", "</sup>")
+
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{e(board.title)}</title>",
+        f"<style>\n{_CSS}\n</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{e(board.title)}</h1>",
+    ]
+    if board.description:
+        out.append(f'<p class="desc">{e(board.description)}</p>')
+    out.append("<table>")
+    out.append("<thead>")
+    groups = "".join(f'<th colspan="{k}">{e(g)}</th>' for g, k in _groups(board.columns))
+    out.append(f'<tr class="groups"><th rowspan="2">Model</th><th rowspan="2">Source</th>{groups}</tr>')
+    out.append("<tr>" + "".join(f"<th>{e(c.label)}</th>" for c in board.columns) + "</tr>")
+    out.append("</thead>")
+    out.append("<tbody>")
+    for row in board.rows:
+        cls = ' class="reported"' if row.source == "reported" else ""
+        src = f'<span class="badge">{e(source_text(row))}</span>'
+        cells = "".join(f'<td class="num">{cell_html(row.cells.get(c.id))}</td>' for c in board.columns)
+        out.append(f"<tr{cls}><td>{e(row.model)}</td><td>{src}</td>{cells}</tr>")
+    out.append("</tbody>")
+    out.append("</table>")
+    if board.notes:
+        out.append('<ul class="notes">')
+        out += [f"<li>{e(n)}</li>" for n in board.notes]
+        out.append("</ul>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Board, Style], str]] = {
+    "md": to_markdown,
+    "csv": to_csv,
+    "latex": to_latex,
+    "html": to_html,
+}
+
+
+def render(board: Board, fmt: str, style: Style | None = None) -> str:
+    """Render ``board`` in one of :data:`FORMATS`."""
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return RENDERERS[fmt](board, style or Style())
