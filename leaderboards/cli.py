@@ -37,8 +37,10 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
 def leaderboard_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ditto-bench leaderboard",
-        description="One table (rows = models) from run records: WikiRoleEval consistency / knowledge / rejection "
-        "for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2).",
+        description=(
+            "One table (rows = models) from run records: WikiRoleEval consistency / knowledge / "
+            "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2)."
+        ),
     )
     p.add_argument(
         "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories (ditto-bench run/judge)"
@@ -132,8 +134,10 @@ def _emit(text: str, out: Path | None) -> None:
 def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ditto-bench compare",
-        description="Paired comparison of two runs on the same items: per metric, B - A with a paired bootstrap "
-        "95%% CI (resampling sessions) and a Wilcoxon signed-rank p-value.",
+        description=(
+            "Paired comparison of two runs on the same items: per metric, B - A with a paired "
+            "bootstrap 95%% CI (resampling sessions) and a Wilcoxon signed-rank p-value."
+        ),
     )
     p.add_argument("run_a", type=Path, metavar="RUN_A")
     p.add_argument("run_b", type=Path, metavar="RUN_B")

@@ -52,8 +52,9 @@ class TaskRun:
         j = self.judge
         samples = j.get("samples")
         where = endpoint_label(self.judge_base_url)
+        plural = "" if samples == 1 else "s"
         return (
-            f"{j.get('model')} (temperature {j.get('temperature')}, {samples} sample{'s' if samples != 1 else ''}, "
+            f"{j.get('model')} (temperature {j.get('temperature')}, {samples} sample{plural}, "
             f"max_tokens {j.get('max_tokens')}) via {where}"
         )
 

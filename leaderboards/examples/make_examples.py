@@ -7,8 +7,8 @@ Run from the repository root with the shared data next to it (``../shared/data/m
 For each model in ``tables.json``, ``ditto-bench judge --tasks mtbench_roleplay`` judges FastChat's published
 answer file against a local OpenAI-compatible server (``tests/support/fake_openai.py``) that replays
 FastChat's published GPT-4 ratings (:class:`tasks.mtbench.replay.FastChatReplay`). Only ``run.json`` and
-``results.json`` of each run are kept (what a leaderboard reads). Then every table in ``tables.json`` is rendered in each format.
-Offline; takes a few seconds.
+``results.json`` of each run are kept (what a leaderboard reads). Then every table in ``tables.json`` is
+rendered in each format. Offline; takes a few seconds.
 """
 
 from __future__ import annotations
