@@ -26,12 +26,13 @@ def _fmt(v: Any) -> str:
 
 def print_plan(plan: Mapping[str, Mapping[str, Any]]) -> None:
     table = Table(title="dry run: judge calls and token estimate (no call made)")
-    cols = ["task", "sessions", "turns", "judge_model", "judgments", "judge_requests", "samples_per_judgment",
-            "est_prompt_tokens", "est_completion_tokens"]
-    for c in cols:
-        table.add_column(c)
-    for name, p in plan.items():
-        table.add_row(name, *[_fmt(p[c]) for c in cols[1:]])
+    table.add_column("")
+    for name in plan:
+        table.add_column(name, justify="right")
+    fields = ["sessions", "turns", "judge_model", "judgments", "samples_per_judgment", "judge_requests",
+              "est_prompt_tokens", "est_completion_tokens"]
+    for f in fields:
+        table.add_row(f, *[_fmt(p[f]) for p in plan.values()])
     out_console.print(table)
     total = sum(p["judge_requests"] for p in plan.values())
     out_console.print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -199,7 +200,8 @@ def test_resume_after_kill_9(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) 
     for req in fake_openai.requests:  # nothing of a finished session was asked again
         text = _last_user(req["body"])
         if prompt_kind(text) == "response":
-            assert text.split("Your name: ")[1].split("\n")[0] not in done_labels
+            name = re.search(r"^(?:Your name: |你的名字：)(.+)$", text, re.MULTILINE)
+            assert name is not None and name.group(1) not in done_labels
 
 
 def test_changed_configuration_is_refused(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path,
@@ -231,9 +233,10 @@ def test_generated_test_file_loads_in_the_harness(fake_openai: FakeOpenAI, tmp_p
         assert all(ev.startswith("- ") for ev in it.evidence) and meta["evidence_source"] == ["supervisor"] * 6
         assert it.system == it.raw["ref_messages"][0]["content"] and it.raw["ref_messages"][1]["content"] == it.prompts[0]
         assert meta["wiki"]["content"] and meta["trans_claims"]
-        zh = it.lang == "zh"
-        assert all(("[" + c.split("]")[0][1:]) for c in it.candidates)
-        assert all(any("\u4e00" <= ch <= "\u9fff" for ch in c) == zh or not zh for c in it.candidates)
+        # candidates are "[Name] first sentence", all drawn from the item's own language
+        names = [c[1 : c.index("]")] for c in it.candidates]
+        has_cjk = [any("\u4e00" <= ch <= "\u9fff" for ch in n) for n in names]
+        assert all(has_cjk) if it.lang == "zh" else not any(has_cjk)
     # the train split of the same knowledge base leaves these roles out
     ids = tmp_path / "test_roles.txt"
     assert main(_args(fake_openai, tmp_path / "kb.jsonl", tmp_path / "train", "--holdout_ids", str(ids))) == 0
