@@ -7,8 +7,8 @@ What it does:
 2. for each pool size (default 400 and 4,000 roles, both languages), in a fresh subprocess: writes a synthetic
    knowledge base, runs ``ditto-bench generate`` on it with a fresh response cache, and reports the generation
    loop's wall time, the number of supervisor calls and the process's peak RSS;
-3. prints achieved / bound throughput, where bound = calls × latency / concurrency (the time the run would take
-   if the client added nothing and the supervisor's concurrency slots were always full).
+3. prints achieved / bound throughput, where bound = calls × latency / concurrency (the time the run would
+   take if the client added nothing and the supervisor's concurrency slots were always full).
 
 Targets: throughput ratio ≥ 0.8, and peak RSS flat between 400 and 4,000 roles and under 500 MB.
 Run: ``.venv/bin/python benchmarks/generate_scale.py [--roles 400,4000] [--concurrency 16] [--latency 0.05]``.
@@ -32,8 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-_WORDS = ("river mountain empire scholar battle garden music treaty voyage science harbour poem court "
-          "village letter winter market theatre bridge painting reform dynasty festival library").split()
+_WORDS = (
+    "river mountain empire scholar battle garden music treaty voyage science harbour poem court "
+    "village letter winter market theatre bridge painting reform dynasty festival library"
+).split()
 _ZH = "江山帝国学者战役花园音乐条约航行科学港口诗歌宫廷村庄书信冬天集市剧场桥梁绘画改革王朝节日图书馆"
 
 
@@ -52,9 +54,17 @@ def synthetic_profile(i: int, lang: str, rng: random.Random) -> dict[str, object
         claims = [[f"属性{k}", f"值{rng.choice(_ZH)}"] for k in range(12)]
         desc = f"第{i}号合成人物"
     return {
-        "id": f"Q{1000000 + i}", "sitelinks": 5000 - i, "label": label, "description": desc, "aliases": [],
-        "wiki_title": label, "claims": [[f"P{k}", f"Q{k}"] for k in range(12)], "trans_claims": claims,
-        "category": "real", "lang": lang, "summary": article.split("\n\n")[0],
+        "id": f"Q{1000000 + i}",
+        "sitelinks": 5000 - i,
+        "label": label,
+        "description": desc,
+        "aliases": [],
+        "wiki_title": label,
+        "claims": [[f"P{k}", f"Q{k}"] for k in range(12)],
+        "trans_claims": claims,
+        "category": "real",
+        "lang": lang,
+        "summary": article.split("\n\n")[0],
         "wiki": {"idx": i, "title": label, "content": article},
     }
 
@@ -90,19 +100,42 @@ def worker(n_roles: int, base_url: str, concurrency: int, langs: str) -> int:
         write_kb(kb, n_roles, langs.split(","))
         out = Path(tmp) / "out"
         t0 = time.monotonic()
-        rc = generate_main([
-            "--supervisor", "local-chat-completions", "--supervisor_args", f"model=bench,base_url={base_url}",
-            "--knowledge", str(kb), "--out", str(out), "--holdout_rate", "0", "--langs", langs,
-            "--concurrency", str(concurrency), "--cache_path", str(Path(tmp) / "cache.sqlite"),
-        ])
+        rc = generate_main(
+            [
+                "--supervisor",
+                "local-chat-completions",
+                "--supervisor_args",
+                f"model=bench,base_url={base_url}",
+                "--knowledge",
+                str(kb),
+                "--out",
+                str(out),
+                "--holdout_rate",
+                "0",
+                "--langs",
+                langs,
+                "--concurrency",
+                str(concurrency),
+                "--cache_path",
+                str(Path(tmp) / "cache.sqlite"),
+            ]
+        )
         total = time.monotonic() - t0
         report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
-        "rc": rc, "roles": n_roles, "sessions": report["totals"]["sessions"],
-        "calls": report["this_run"]["calls"], "loop_s": report["this_run"]["wall_s"], "total_s": round(total, 2),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "rc": rc,
+                "roles": n_roles,
+                "sessions": report["totals"]["sessions"],
+                "calls": report["this_run"]["calls"],
+                "loop_s": report["this_run"]["wall_s"],
+                "total_s": round(total, 2),
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+            }
+        )
+    )
     return 0
 
 
@@ -123,8 +156,13 @@ def main() -> int:
         return worker(args._worker, args._base_url, args.concurrency, args.langs)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DITTO_BENCH_CACHE_DIR": tempfile.mkdtemp()}
-    srv = subprocess.Popen([sys.executable, __file__, "--_serve", "--latency", str(args.latency)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    srv = subprocess.Popen(
+        [sys.executable, __file__, "--_serve", "--latency", str(args.latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert srv.stdout is not None and srv.stdin is not None
     timer = threading.Timer(30, srv.kill)  # bounded wait for the first line
     timer.start()
@@ -137,9 +175,22 @@ def main() -> int:
     try:
         for n in [int(x) for x in args.roles.split(",")]:
             res = subprocess.run(
-                [sys.executable, __file__, "--_worker", str(n), "--_base_url", base_url,
-                 "--concurrency", str(args.concurrency), "--langs", args.langs],
-                capture_output=True, text=True, env=env, timeout=1800,
+                [
+                    sys.executable,
+                    __file__,
+                    "--_worker",
+                    str(n),
+                    "--_base_url",
+                    base_url,
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--langs",
+                    args.langs,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=1800,
             )
             if res.returncode != 0:
                 print(res.stderr[-3000:], file=sys.stderr)
@@ -153,10 +204,15 @@ def main() -> int:
         srv.stdin.close()
         srv.wait(timeout=30)
     print(f"\nlatency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, langs {args.langs}")
-    print(f"{'roles':>6} {'sessions':>8} {'calls':>7} {'loop s':>7} {'bound s':>8} {'ratio':>6} {'peak RSS MB':>12}")
+    print(
+        f"{'roles':>6} {'sessions':>8} {'calls':>7} {'loop s':>7} {'bound s':>8} {'ratio':>6} "
+        f"{'peak RSS MB':>12}"
+    )
     for r in rows:
-        print(f"{r['roles']:>6} {r['sessions']:>8} {r['calls']:>7} {r['loop_s']:>7} {r['bound_s']:>8} "
-              f"{r['ratio']:>6} {r['peak_rss_mb']:>12}")
+        print(
+            f"{r['roles']:>6} {r['sessions']:>8} {r['calls']:>7} {r['loop_s']:>7} {r['bound_s']:>8} "
+            f"{r['ratio']:>6} {r['peak_rss_mb']:>12}"
+        )
     ok = all((r["ratio"] or 0) >= 0.8 for r in rows) and all(r["peak_rss_mb"] < 500 for r in rows)
     if len(rows) >= 2:
         growth = rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]

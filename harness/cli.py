@@ -81,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common_flags(run)
 
     jd = sub.add_parser("judge", help="judge an existing responses file (no generation)")
-    jd.add_argument("--responses", required=True, type=Path,
-                    help="WikiRoleEval: test items each with a `messages` list; MT-Bench: a FastChat answer file")
-    jd.add_argument("--answers", dest="responses", type=Path, help=argparse.SUPPRESS)
+    src = jd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--responses", type=Path,
+                     help="WikiRoleEval: test items each with a `messages` list; MT-Bench: a FastChat answer file")
+    src.add_argument("--answers", dest="responses", type=Path,
+                     help="alias of --responses (FastChat's model_answer/<model>.jsonl)")
     _common_flags(jd)
 
     sc = sub.add_parser("score", help="re-aggregate a run from its records (no model or judge call)")

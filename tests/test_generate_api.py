@@ -19,8 +19,13 @@ from ditto_train.generate.prompts import load_templates
 from ditto_train.generate.scripted import prompt_kind, scripted_reply
 from ditto_train.knowledge.jsonl import iter_complete_lines
 from tasks.wikiroleeval.data import is_gold_candidate, load_wikiroleeval
-from tests.fixtures.knowledge.e2e import TEST_ROLE_IDS, api_supervisor_args, build_fixture_kb, make_generated_testset
-from tests.support.fake_openai import Fault, FakeOpenAI
+from tests.fixtures.knowledge.e2e import (
+    TEST_ROLE_IDS,
+    api_supervisor_args,
+    build_fixture_kb,
+    make_generated_testset,
+)
+from tests.support.fake_openai import FakeOpenAI, Fault
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,8 +37,18 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(server: FakeOpenAI, kb: Path, out: Path, *extra: str) -> list[str]:
-    return [*api_supervisor_args(server.base_url), "--knowledge", str(kb), "--out", str(out),
-            "--holdout_rate", "0", "--concurrency", "4", *extra]
+    return [
+        *api_supervisor_args(server.base_url),
+        "--knowledge",
+        str(kb),
+        "--out",
+        str(out),
+        "--holdout_rate",
+        "0",
+        "--concurrency",
+        "4",
+        *extra,
+    ]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -69,7 +84,7 @@ def test_train_sessions_are_valid_trl_rows(fake_openai: FakeOpenAI, kb: Path, tm
             assert meta["label"] in m["content"]
     en0 = rows[0]["messages"]
     assert en0[0]["content"] == "You are Albert Einstein, German-born theoretical physicist (1879–1955)."
-    # what the supervisor received: query prompts with n=3 and App. C decoding, one question per response prompt
+    # what the supervisor got: query prompts with n=3 and App. C decoding, one question per response prompt
     bodies = [r["body"] for r in fake_openai.requests]
     queries = [b for b in bodies if prompt_kind(_last_user(b)) == "query"]
     replies = [b for b in bodies if prompt_kind(_last_user(b)) == "response"]
@@ -96,11 +111,16 @@ def test_same_seed_same_data_other_seed_differs(fake_openai: FakeOpenAI, kb: Pat
     assert a == b and a != c
 
 
-def test_filters_are_counted_and_rejections_recorded(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) -> None:
+def test_filters_are_counted_and_rejections_recorded(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path
+) -> None:
     def responder(body: dict[str, Any]) -> str | list[str]:
         text = _last_user(body)
-        if prompt_kind(text) == "query" and text.startswith("You write") and "Name: Albert Einstein\n" in \
-                text.split("[Character B]")[0]:
+        if (
+            prompt_kind(text) == "query"
+            and text.startswith("You write")
+            and "Name: Albert Einstein\n" in text.split("[Character B]")[0]
+        ):
             return ["no json", '{"question": "x"}', "[]"]  # Einstein (en) gets no role-specific questions
         if prompt_kind(text) == "response":
             if "Your name: Marie Curie" in text:
@@ -127,7 +147,7 @@ def test_filters_are_counted_and_rejections_recorded(fake_openai: FakeOpenAI, kb
     tot = report["totals"]
     assert tot["rejected_sessions"] == 1 and tot["rejected_by_reason"] == {"no_usable_turns": 1}
     # 6 sessions × 2 query prompts × 3 questions, less the prompts with no usable sample (Einstein's own, and
-    # the contrastive prompt of any role that drew Einstein as partner: T_Q(Einstein, X) is X's contrastive one)
+    # the contrastive prompt of any role with Einstein as partner: T_Q(Einstein, X) is X's contrastive one)
     asked = 3 * (2 * 6 - tot["filtered"]["query_sim_failed"])
     dropped = tot["filtered"]["breaks_character"] + tot["filtered"]["overlong_response"]
     assert tot["turns"] + dropped == asked
@@ -135,11 +155,19 @@ def test_filters_are_counted_and_rejections_recorded(fake_openai: FakeOpenAI, kb
 
 def test_api_errors_are_not_written_and_retried(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) -> None:
     fake_openai.set_responder(scripted_reply)
-    fake_openai.add_fault(Fault("status", status=500, times=1000,
-                                match=lambda b: "Your name: Li Bai\n" in _last_user(b)))
+    fake_openai.add_fault(
+        Fault("status", status=500, times=1000, match=lambda b: "Your name: Li Bai\n" in _last_user(b))
+    )
     out = tmp_path / "train"
-    args = _args(fake_openai, kb, out, "--langs", "en", "--supervisor_args",
-                 f"model=scripted-sup,base_url={fake_openai.base_url},max_retries=0")
+    args = _args(
+        fake_openai,
+        kb,
+        out,
+        "--langs",
+        "en",
+        "--supervisor_args",
+        f"model=scripted-sup,base_url={fake_openai.base_url},max_retries=0",
+    )
     assert main(args) == 1
     assert "Li Bai" not in {r["meta"]["label"] for r in _rows(out / "train.en.jsonl")}
     assert not (out / "train.en.rejected.jsonl").exists()
@@ -165,7 +193,9 @@ def test_cache_is_reused_across_output_dirs(fake_openai: FakeOpenAI, kb: Path, t
     assert report["this_run"]["cached_calls"] == report["this_run"]["calls"] == 40
     a = (tmp_path / "a" / "train.jsonl").read_text("utf-8")
     b = (tmp_path / "b" / "train.jsonl").read_text("utf-8")
-    assert [json.loads(x)["messages"] for x in a.splitlines()] == [json.loads(x)["messages"] for x in b.splitlines()]
+    assert [json.loads(x)["messages"] for x in a.splitlines()] == [
+        json.loads(x)["messages"] for x in b.splitlines()
+    ]
 
 
 def test_resume_after_kill_9(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) -> None:
@@ -175,8 +205,13 @@ def test_resume_after_kill_9(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) 
     args = _args(fake_openai, kb, out, "--concurrency", "2")
     code = "import sys; from ditto_train.generate.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     part = out / "train.en.jsonl"
     deadline = time.monotonic() + 60
     try:
@@ -204,8 +239,9 @@ def test_resume_after_kill_9(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path) 
             assert name is not None and name.group(1) not in done_labels
 
 
-def test_changed_configuration_is_refused(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_configuration_is_refused(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake_openai.set_responder(scripted_reply)
     out = tmp_path / "train"
     assert main(_args(fake_openai, kb, out, "--langs", "zh", "--limit", "2")) == 0
@@ -223,15 +259,26 @@ def test_generated_test_file_loads_in_the_harness(fake_openai: FakeOpenAI, tmp_p
     path = make_generated_testset(tmp_path, fake_openai)
     items = load_wikiroleeval(path)
     assert [(i.raw["meta"]["id"], i.lang) for i in items] == [
-        ("Q937", "en"), ("Q4653", "en"), ("Q7071", "en"), ("Q937", "zh"), ("Q4653", "zh"), ("Q7071", "zh")]
+        ("Q937", "en"),
+        ("Q4653", "en"),
+        ("Q7071", "en"),
+        ("Q937", "zh"),
+        ("Q4653", "zh"),
+        ("Q7071", "zh"),
+    ]
     for it in items:
         meta = it.raw["meta"]
         assert len(it.candidates) == 4 and len(set(it.candidates)) == 4
         assert sum(is_gold_candidate(c, it.label) for c in it.candidates) == 1
         assert it.rejection_labels == [int(t == "contrastive") for t in meta["query_types"]]
         assert sum(it.rejection_labels) == 3 and meta["rejection_labels_source"].startswith("automatic")
-        assert all(ev.startswith("- ") for ev in it.evidence) and meta["evidence_source"] == ["supervisor"] * 6
-        assert it.system == it.raw["ref_messages"][0]["content"] and it.raw["ref_messages"][1]["content"] == it.prompts[0]
+        assert (
+            all(ev.startswith("- ") for ev in it.evidence) and meta["evidence_source"] == ["supervisor"] * 6
+        )
+        assert (
+            it.system == it.raw["ref_messages"][0]["content"]
+            and it.raw["ref_messages"][1]["content"] == it.prompts[0]
+        )
         assert meta["wiki"]["content"] and meta["trans_claims"]
         # candidates are "[Name] first sentence", all drawn from the item's own language
         names = [c[1 : c.index("]")] for c in it.candidates]
@@ -258,26 +305,38 @@ def test_overlap_evidence_mode(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
         (["--supervisor", "nope"], "--supervisor 'nope'"),
         (["--langs", "de"], "--langs"),
         (["--split", "test", "--holdout_rate", "0"], "held-out roles"),
-        (["--supervisor_args", "model=x,base_url=http://127.0.0.1:9/v1,temperature=3"], "unknown key(s) temperature"),
+        (
+            ["--supervisor_args", "model=x,base_url=http://127.0.0.1:9/v1,temperature=3"],
+            "unknown key(s) temperature",
+        ),
         (["--supervisor_args", "model=x"], "needs base_url"),
         (["--gen_kwargs", "until=stop"], "until"),
         (["--concurrency", "0"], "--concurrency"),
     ],
 )
-def test_bad_flags_exit_2(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                          extra: list[str], message: str) -> None:
+def test_bad_flags_exit_2(
+    fake_openai: FakeOpenAI,
+    kb: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
     assert main(_args(fake_openai, kb, tmp_path / "o", *extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not fake_openai.requests
 
 
-def test_bad_knowledge_base_names_the_line(fake_openai: FakeOpenAI, kb: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_knowledge_base_names_the_line(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.jsonl"
     lines = kb.read_text("utf-8").splitlines()
-    bad.write_text("\n".join([lines[0], '{"label": "X", "lang": "en", "aliases": "not a list"}', *lines[1:]]) + "\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "\n".join([lines[0], '{"label": "X", "lang": "en", "aliases": "not a list"}', *lines[1:]]) + "\n",
+        encoding="utf-8",
+    )
     assert main(_args(fake_openai, bad, tmp_path / "o")) == 2
     assert "bad.jsonl:2: field 'aliases'" in capsys.readouterr().err
     tiny = tmp_path / "tiny.jsonl"

@@ -1,4 +1,6 @@
-"""``ditto-bench generate`` with a local ``hf`` supervisor: the tiny test model, fine-tuned to follow tiny prompts.
+"""``ditto-bench generate`` with a local ``hf`` supervisor (the tiny test model).
+
+The model is fine-tuned in the test to follow tiny prompts.
 
 A random tiny model cannot write JSON, so the test first teaches it (a few dozen CPU steps) to answer the
 minimal templates in ``tests/fixtures/knowledge/tiny_templates``: a fixed JSON question list for query prompts
@@ -26,20 +28,56 @@ def test_hf_supervisor_generates_sessions(tiny_model_dir: Path, tmp_path: Path) 
     from tests.support.tiny_model import quick_sft
 
     kb = build_fixture_kb(tmp_path / "kb")
-    rows = [{"messages": [{"role": "user", "content": f"QUERY {p.label}"},
-                          {"role": "assistant", "content": json.dumps(QUESTIONS)}]}
-            for _, _, p in iter_kb(kb) if p.lang == "en"]
-    rows += [{"messages": [{"role": "user", "content": f"ANSWER {q['question']}"},
-                           {"role": "assistant", "content": REPLY}]} for q in QUESTIONS]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"QUERY {p.label}"},
+                {"role": "assistant", "content": json.dumps(QUESTIONS)},
+            ]
+        }
+        for _, _, p in iter_kb(kb)
+        if p.lang == "en"
+    ]
+    rows += [
+        {
+            "messages": [
+                {"role": "user", "content": f"ANSWER {q['question']}"},
+                {"role": "assistant", "content": REPLY},
+            ]
+        }
+        for q in QUESTIONS
+    ]
     model = quick_sft(tiny_model_dir, tmp_path / "sup", rows * 2, steps=40)
     out = tmp_path / "out"
-    argv = ["--supervisor", "hf", "--supervisor_args", f"pretrained={model},device=cpu,batch_size=16,dtype=float32",
-            "--knowledge", str(kb), "--out", str(out), "--holdout_rate", "0", "--langs", "en", "--limit", "3",
-            "--gen_kwargs", "do_sample=False,max_gen_toks=64", "--templates", str(TEMPLATES_TINY),
-            "--seed_model", str(model)]
+    argv = [
+        "--supervisor",
+        "hf",
+        "--supervisor_args",
+        f"pretrained={model},device=cpu,batch_size=16,dtype=float32",
+        "--knowledge",
+        str(kb),
+        "--out",
+        str(out),
+        "--holdout_rate",
+        "0",
+        "--langs",
+        "en",
+        "--limit",
+        "3",
+        "--gen_kwargs",
+        "do_sample=False,max_gen_toks=64",
+        "--templates",
+        str(TEMPLATES_TINY),
+        "--seed_model",
+        str(model),
+    ]
     assert main(argv) == 0
     sessions = [obj for _, obj in iter_complete_lines(out / "train.jsonl")]
-    assert [s["meta"]["label"] for s in sessions] == ["Albert Einstein", "Marie Curie", "Edward III of England"]
+    assert [s["meta"]["label"] for s in sessions] == [
+        "Albert Einstein",
+        "Marie Curie",
+        "Edward III of England",
+    ]
     for s in sessions:
         msgs, meta = s["messages"], s["meta"]
         assert msgs[0] == {"role": "system", "content": f"You are {meta['label']}."}

@@ -50,7 +50,9 @@ def test_parse_queries(text: str | None, ok: bool, questions: tuple[str, ...], r
 
 def test_select_queries_dedups_across_types_and_caps() -> None:
     seen: set[str] = set()
-    kept, dropped = select_queries(("Who are you?", "who are you", "", "x" * 50, "Q2?", "Q3?", "Q4?"), 3, 40, seen)
+    kept, dropped = select_queries(
+        ("Who are you?", "who are you", "", "x" * 50, "Q2?", "Q3?", "Q4?"), 3, 40, seen
+    )
     assert kept == ["Who are you?", "Q2?", "Q3?"]
     assert dropped == {"duplicate_query": 1, "empty_query": 1, "overlong_query": 1, "surplus_query": 1}
     kept2, dropped2 = select_queries(("Q2 ?", "New one?"), 3, 40, seen)  # second type sees the first's keys
@@ -102,8 +104,13 @@ def test_prompts_render_both_languages_and_hash() -> None:
     t = load_templates()
     assert set(t.hashes) >= {"query_sim.en", "query_sim.zh", "response_sim.zh", "intro.en", "evidence.zh"}
     p = Prompts(t, profile_tokens=200, max_claims=2)
-    a = _profile("Li Bai", description="Tang dynasty poet.", aliases=["Li Po"],
-                 trans_claims=[["occupation", "poet"], ["a", "b"], ["c", "d"]], wiki=WikiArticle(content="Li Bai wrote poems."))
+    a = _profile(
+        "Li Bai",
+        description="Tang dynasty poet.",
+        aliases=["Li Po"],
+        trans_claims=[["occupation", "poet"], ["a", "b"], ["c", "d"]],
+        wiki=WikiArticle(content="Li Bai wrote poems."),
+    )
     b = _profile("Alice", description="girl in Wonderland")
     q = p.query(a, b, 3)[0]["content"]
     assert "[Character A]\nName: Li Bai\n" in q and "[Character B]\nName: Alice\n" in q
@@ -171,7 +178,13 @@ def test_holdout_is_stable_and_roughly_proportional() -> None:
 
 def test_gen_kwargs_defaults_and_request_mapping() -> None:
     gen = parse_gen_kwargs(None)
-    assert gen == {"do_sample": True, "temperature": 1.0, "top_p": 0.8, "repetition_penalty": 1.1, "max_gen_toks": 2048}
+    assert gen == {
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": 0.8,
+        "repetition_penalty": 1.1,
+        "max_gen_toks": 2048,
+    }
     local = sampling_params("local-chat-completions", gen).payload_fields()
     assert local == {"temperature": 1.0, "max_tokens": 2048, "top_p": 0.8, "repetition_penalty": 1.1}
     openai = sampling_params("openai-chat-completions", gen).payload_fields()
@@ -183,13 +196,19 @@ def test_gen_kwargs_defaults_and_request_mapping() -> None:
 
 
 def test_candidates_and_evidence_helpers() -> None:
-    p = _profile("Edward III", summary="Edward III (1312–1377) was King of England. He won at Crécy.",
-                 trans_claims=[["date of birth", "1312-11-13"]],
-                 wiki=WikiArticle(content="Edward III was King of England.\nHe won the battle at Crécy in 1346."))
+    p = _profile(
+        "Edward III",
+        summary="Edward III (1312–1377) was King of England. He won at Crécy.",
+        trans_claims=[["date of birth", "1312-11-13"]],
+        wiki=WikiArticle(content="Edward III was King of England.\nHe won the battle at Crécy in 1346."),
+    )
     assert candidate_text(p) == "[Edward III] Edward III (1312–1377) was King of England."
     assert first_sentence("李白是唐代诗人。他爱喝酒。") == "李白是唐代诗人。"
     assert first_sentence("Dr. Watson lives in London. He is a doctor.") == "Dr. Watson lives in London."
-    assert first_sentence("J. R. R. Tolkien (1892–1973) was a writer. He taught.") == "J. R. R. Tolkien (1892–1973) was a writer."
+    assert (
+        first_sentence("J. R. R. Tolkien (1892–1973) was a writer. He taught.")
+        == "J. R. R. Tolkien (1892–1973) was a writer."
+    )
     assert first_sentence("No full stop") == "No full stop"
     ev = overlap_evidence(p, "Tell me about the battle at Crécy.", "We won it.", 500)
     assert ev[0] == "- He won the battle at Crécy in 1346."

@@ -38,14 +38,23 @@ def test_live_collection_builds_ranked_bilingual_profiles(wiki: WikiServer, tmp_
     assert ["award received", "Nobel Prize in Physics"] in ein_en["trans_claims"]
     assert ["获奖", "诺贝尔物理学奖"] in ein_zh["trans_claims"]
     assert ["P166", "Q38104"] in ein_en["claims"]
-    assert ein_en["summary"].startswith("Albert Einstein (1879–1955)") and "== Early life ==" not in ein_en["summary"]
+    assert (
+        ein_en["summary"].startswith("Albert Einstein (1879–1955)")
+        and "== Early life ==" not in ein_en["summary"]
+    )
     assert "== Scientific work ==" in ein_en["wiki"]["content"] and ein_en["wiki"]["idx"] == 736
     assert recs[("Q4653", "en")]["category"] == "virtual"
     edward_zh = recs[("Q129247", "zh")]  # sitelink title redirects on zhwiki
-    assert edward_zh["wiki_title"] == "爱德华三世 (英格兰)" and edward_zh["wiki"]["title"] == "爱德华三世 (英格兰国王)"
+    assert (
+        edward_zh["wiki_title"] == "爱德华三世 (英格兰)"
+        and edward_zh["wiki"]["title"] == "爱德华三世 (英格兰国王)"
+    )
     skipped = [json.loads(x) for x in (tmp_path / "kb.jsonl.skipped.jsonl").read_text("utf-8").splitlines()]
     assert {(s["id"], s["lang"], s["reason"]) for s in skipped} == {
-        ("Q1270925", "zh", "no_zh_article"), ("Q900001", "en", "no_en_article"), ("Q900001", "zh", "no_en_article")}
+        ("Q1270925", "zh", "no_zh_article"),
+        ("Q900001", "en", "no_en_article"),
+        ("Q900001", "zh", "no_en_article"),
+    }
     # polite client: descriptive User-Agent with the contact, and maxlag on MediaWiki calls
     assert all("ditto-bench/" in r["ua"] and "tests@example.org" in r["ua"] for r in wiki.log)
     assert all(r["params"].get("maxlag") == "5" for r in wiki.log if r["path"].endswith("api.php"))
@@ -68,7 +77,9 @@ def test_rerun_resumes_from_output_and_cache(wiki: WikiServer, tmp_path: Path) -
     assert len(wiki.log) - n_requests == 2 + 1 + 1 + 1  # 2 SPARQL + 1 entity batch + labels + 1 article
 
 
-def test_retries_on_503_429_and_maxlag(wiki: WikiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retries_on_503_429_and_maxlag(
+    wiki: WikiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ditto_train.knowledge import http
 
     sleeps: list[float] = []
@@ -124,7 +135,9 @@ def test_kb_source_reslices(tmp_path: Path, wiki: WikiServer) -> None:
         (["--limit", "0"], "--limit"),
     ],
 )
-def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_bad_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     assert main(["--out", str(tmp_path / "kb.jsonl"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

@@ -60,7 +60,11 @@ def test_claims_keep_informative_values_and_respect_rank() -> None:
 def test_verbalise_falls_back_to_english_then_id() -> None:
     entities, _, _ = load_fixtures()
     raw = extract_claims(entities["Q937"]["claims"])
-    labels = {"P2048": {"en": "height", "zh": "身高"}, "Q11573": {"en": "metre"}, "P569": {"en": "date of birth"}}
+    labels = {
+        "P2048": {"en": "height", "zh": "身高"},
+        "Q11573": {"en": "metre"},
+        "P569": {"en": "date of birth"},
+    }
     claims, trans = verbalise(raw, labels, "zh")
     assert ["身高", "1.75 metre"] in trans
     assert ["date of birth", "1879年3月14日"] in trans  # no zh label: English
@@ -93,14 +97,18 @@ def test_sparql_query_and_parsing() -> None:
 def test_extract_parsing_lead_and_missing() -> None:
     text = "Lead one.\n\nLead two.\n\n== Life ==\nBody."
     assert lead_section(text) == "Lead one.\n\nLead two."
-    art = parse_extract({"batchcomplete": True, "query": {"pages": [{"pageid": 5, "title": "X", "extract": text}]}}, "X")
+    art = parse_extract(
+        {"batchcomplete": True, "query": {"pages": [{"pageid": 5, "title": "X", "extract": text}]}}, "X"
+    )
     assert (art.pageid, art.summary, art.missing) == (5, "Lead one.\n\nLead two.", False)
     missing = parse_extract({"query": {"pages": [{"ns": 0, "title": "Nope", "missing": True}]}}, "Nope")
     assert missing.missing
 
 
 def test_profile_schema_defaults_and_errors(tmp_path: Path) -> None:
-    p = profile_from_json(json.dumps({"label": "Alice", "lang": "en", "wiki_title": "Alice (character)"}), "f:1")
+    p = profile_from_json(
+        json.dumps({"label": "Alice", "lang": "en", "wiki_title": "Alice (character)"}), "f:1"
+    )
     assert p.id == "Alice (character)" and p.sitelinks == 0 and p.wiki.content == ""
     with pytest.raises(DataError, match=r"kb.jsonl:2: field 'lang'"):
         bad = tmp_path / "kb.jsonl"

@@ -193,10 +193,6 @@ def test_judge_mode_reproduces_published_roleplay(
         assert q94["score"] == 8.5 and isinstance(q94["score"], float)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/cli.py declares --responses with required=True, so its --answers alias alone is rejected",
-)
 def test_judge_answers_flag(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     fake_openai.set_responder(make_replay("alpaca-13b"))
     rc = main(

@@ -28,41 +28,83 @@ from harness.errors import ConfigError, DittoError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ditto-bench generate``."""
     p = argparse.ArgumentParser(prog="ditto-bench generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--supervisor", required=True,
-                   help="hf, vllm, local-chat-completions or openai-chat-completions (lm-eval names)")
-    p.add_argument("--supervisor_args", default=None,
-                   help="k=v,...: pretrained=DIR,device=cpu,batch_size=N (hf/vllm) or model=M,base_url=URL/v1 (API)")
-    p.add_argument("--knowledge", required=True, type=Path, help="knowledge-base JSONL (ditto-bench knowledge)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (one per split); re-run to resume")
+    p.add_argument(
+        "--supervisor",
+        required=True,
+        help="hf, vllm, local-chat-completions or openai-chat-completions (lm-eval names)",
+    )
+    p.add_argument(
+        "--supervisor_args",
+        default=None,
+        help="k=v,...: pretrained=DIR,device=cpu,batch_size=N (hf/vllm) or model=M,base_url=URL/v1 (API)",
+    )
+    p.add_argument(
+        "--knowledge", required=True, type=Path, help="knowledge-base JSONL (ditto-bench knowledge)"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output directory (one per split); re-run to resume"
+    )
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--langs", default="en,zh", help="languages to generate (default en,zh)")
     p.add_argument("--limit", type=int, default=None, help="first N roles per language of the split")
-    p.add_argument("--seed", type=int, default=1234, help="partners, query choice/order, distractors (default 1234)")
+    p.add_argument(
+        "--seed", type=int, default=1234, help="partners, query choice/order, distractors (default 1234)"
+    )
     p.add_argument("--concurrency", type=int, default=32, help="supervisor requests in flight (default 32)")
-    p.add_argument("--gen_kwargs", default=None,
-                   help="decoding, lm-eval names; default do_sample=True,temperature=1.0,top_p=0.8,"
-                        "repetition_penalty=1.1,max_gen_toks=2048 (paper App. C)")
-    p.add_argument("--cache_path", type=Path, default=None,
-                   help="response cache (default: <user cache dir>/ditto-bench/responses.sqlite)")
+    p.add_argument(
+        "--gen_kwargs",
+        default=None,
+        help="decoding, lm-eval names; default do_sample=True,temperature=1.0,top_p=0.8,"
+        "repetition_penalty=1.1,max_gen_toks=2048 (paper App. C)",
+    )
+    p.add_argument(
+        "--cache_path",
+        type=Path,
+        default=None,
+        help="response cache (default: <user cache dir>/ditto-bench/responses.sqlite)",
+    )
     p.add_argument("--no_cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--n_query_samples", type=int, default=3, help="samples per query prompt (App. C: 3)")
-    p.add_argument("--queries_per_type", type=int, default=3,
-                   help="role-specific and contrastive questions kept per session, each (default 3)")
+    p.add_argument(
+        "--queries_per_type",
+        type=int,
+        default=3,
+        help="role-specific and contrastive questions kept per session, each (default 3)",
+    )
     p.add_argument("--max_query_chars", type=int, default=400, help="longer questions are dropped")
     p.add_argument("--max_reply_chars", type=int, default=4000, help="longer responses are dropped")
-    p.add_argument("--profile_tokens", type=int, default=3000, help="article budget per prompt (approx. tokens)")
+    p.add_argument(
+        "--profile_tokens", type=int, default=3000, help="article budget per prompt (approx. tokens)"
+    )
     p.add_argument("--max_claims", type=int, default=40, help="Wikidata claims shown per profile")
-    p.add_argument("--holdout_rate", type=float, default=0.025,
-                   help="share of roles held out for --split test (hash of the id; default 0.025)")
-    p.add_argument("--holdout_ids", type=Path, default=None,
-                   help="file with one role id per line: exactly these roles are the test split")
+    p.add_argument(
+        "--holdout_rate",
+        type=float,
+        default=0.025,
+        help="share of roles held out for --split test (hash of the id; default 0.025)",
+    )
+    p.add_argument(
+        "--holdout_ids",
+        type=Path,
+        default=None,
+        help="file with one role id per line: exactly these roles are the test split",
+    )
     p.add_argument("--n_distractors", type=int, default=3, help="test split: wrong consistency candidates")
-    p.add_argument("--evidence", choices=["supervisor", "overlap"], default="supervisor",
-                   help="test split: evidence bullets asked from the supervisor, or picked by word overlap")
+    p.add_argument(
+        "--evidence",
+        choices=["supervisor", "overlap"],
+        default="supervisor",
+        help="test split: evidence bullets asked from the supervisor, or picked by word overlap",
+    )
     p.add_argument("--templates", type=Path, default=None, help="folder with replacement prompt templates")
-    p.add_argument("--seed_model", default=None,
-                   help="the model to be fine-tuned on this data (recorded: self-alignment vs cross-supervision)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run with another configuration in --out")
+    p.add_argument(
+        "--seed_model",
+        default=None,
+        help="the model to be fine-tuned on this data (recorded: self-alignment vs cross-supervision)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a run with another configuration in --out"
+    )
     return p
 
 
@@ -72,10 +114,16 @@ def _config(args: argparse.Namespace) -> Any:
     langs = tuple(dict.fromkeys(x.strip() for x in args.langs.split(",") if x.strip()))
     if not langs or any(x not in ("en", "zh") for x in langs):
         raise ConfigError(f"--langs: expected a comma-separated subset of en,zh, got {args.langs!r}")
-    checks = [("--concurrency", args.concurrency, 1), ("--n_query_samples", args.n_query_samples, 1),
-              ("--queries_per_type", args.queries_per_type, 1), ("--max_reply_chars", args.max_reply_chars, 1),
-              ("--max_query_chars", args.max_query_chars, 1), ("--profile_tokens", args.profile_tokens, 0),
-              ("--max_claims", args.max_claims, 0), ("--n_distractors", args.n_distractors, 0)]
+    checks = [
+        ("--concurrency", args.concurrency, 1),
+        ("--n_query_samples", args.n_query_samples, 1),
+        ("--queries_per_type", args.queries_per_type, 1),
+        ("--max_reply_chars", args.max_reply_chars, 1),
+        ("--max_query_chars", args.max_query_chars, 1),
+        ("--profile_tokens", args.profile_tokens, 0),
+        ("--max_claims", args.max_claims, 0),
+        ("--n_distractors", args.n_distractors, 0),
+    ]
     if args.limit is not None:
         checks.append(("--limit", args.limit, 1))
     for flag, value, low in checks:
@@ -93,12 +141,24 @@ def _config(args: argparse.Namespace) -> Any:
     if args.split == "test" and ids is None and args.holdout_rate == 0:
         raise ConfigError("--split test needs held-out roles: --holdout_rate > 0 or --holdout_ids FILE")
     return GenerateConfig(
-        knowledge=args.knowledge, out=args.out, split=args.split, langs=langs, limit=args.limit, seed=args.seed,
-        concurrency=args.concurrency, n_query_samples=args.n_query_samples,
-        queries_per_type=args.queries_per_type, max_query_chars=args.max_query_chars,
-        max_reply_chars=args.max_reply_chars, profile_tokens=args.profile_tokens, max_claims=args.max_claims,
-        holdout_rate=args.holdout_rate, holdout_ids=ids, n_distractors=args.n_distractors,
-        evidence=args.evidence, seed_model=args.seed_model,
+        knowledge=args.knowledge,
+        out=args.out,
+        split=args.split,
+        langs=langs,
+        limit=args.limit,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        n_query_samples=args.n_query_samples,
+        queries_per_type=args.queries_per_type,
+        max_query_chars=args.max_query_chars,
+        max_reply_chars=args.max_reply_chars,
+        profile_tokens=args.profile_tokens,
+        max_claims=args.max_claims,
+        holdout_rate=args.holdout_rate,
+        holdout_ids=ids,
+        n_distractors=args.n_distractors,
+        evidence=args.evidence,
+        seed_model=args.seed_model,
     )
 
 
@@ -134,8 +194,11 @@ class _Progress:
             self.last = now
             rate = self.done / max(now - self.t0, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            print(f"{self.label}: {self.done}/{self.total} sessions, {rate:.2f}/s, ETA {eta:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{self.label}: {self.done}/{self.total} sessions, {rate:.2f}/s, ETA {eta:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,22 +221,43 @@ def run(args: argparse.Namespace) -> int:
     need = 2 if cfg.split == "train" else cfg.n_distractors + 1
     for lang in {e.lang for e in entries}:
         if len(index.pools[lang]) < need:
-            raise ConfigError(f"{cfg.knowledge}: only {len(index.pools[lang])} {lang} roles; {cfg.split} needs >= {need}")
+            raise ConfigError(
+                f"{cfg.knowledge}: only {len(index.pools[lang])} {lang} roles; {cfg.split} needs >= {need}"
+            )
     prompts = Prompts(templates, profile_tokens=cfg.profile_tokens, max_claims=cfg.max_claims)
-    cache = None if args.no_cache else ResponseCache(args.cache_path or default_cache_dir() / "responses.sqlite")
-    sup = make_supervisor(args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency,
-                          seed=cfg.seed, cache=cache)
+    cache = (
+        None if args.no_cache else ResponseCache(args.cache_path or default_cache_dir() / "responses.sqlite")
+    )
+    sup = make_supervisor(
+        args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed, cache=cache
+    )
     identity = {k: sup.spec.get(k) for k in ("backend", "model", "gen_kwargs")}
-    spec = {"kind": "ditto-generate", "config": cfg.spec(), "supervisor": identity, "prompt_hashes": templates.hashes}
+    spec = {
+        "kind": "ditto-generate",
+        "config": cfg.spec(),
+        "supervisor": identity,
+        "prompt_hashes": templates.hashes,
+    }
     resuming = prepare_run_dir(cfg.out, spec, overwrite=args.overwrite)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg.out / "run.json", {
-        "fingerprint": fingerprint(spec), "spec": spec, "supervisor": sup.spec, "environment": environment(),
-        "knowledge": str(cfg.knowledge),
-    })
-    run_meta = {"split": cfg.split, "supervisor": sup.spec, "prompt_hashes": templates.hashes, "seed": cfg.seed,
-                "alignment": _alignment(cfg.seed_model, str(sup.spec.get("model"))),
-                "generator": f"ditto-bench {__version__}"}
+    atomic_write_json(
+        cfg.out / "run.json",
+        {
+            "fingerprint": fingerprint(spec),
+            "spec": spec,
+            "supervisor": sup.spec,
+            "environment": environment(),
+            "knowledge": str(cfg.knowledge),
+        },
+    )
+    run_meta = {
+        "split": cfg.split,
+        "supervisor": sup.spec,
+        "prompt_hashes": templates.hashes,
+        "seed": cfg.seed,
+        "alignment": _alignment(cfg.seed_model, str(sup.spec.get("model"))),
+        "generator": f"ditto-bench {__version__}",
+    }
     runner = Runner(cfg, index, sup, prompts, run_meta)
     progress = _Progress(f"generate {cfg.split}")
     if resuming:
@@ -198,8 +282,11 @@ def run(args: argparse.Namespace) -> int:
     print_report(report)
     print(merged[0])
     if stats.api_errors:
-        print(f"ditto-bench generate: {stats.api_errors} sessions failed with supervisor errors; "
-              "re-run the same command to retry them", file=sys.stderr)
+        print(
+            f"ditto-bench generate: {stats.api_errors} sessions failed with supervisor errors; "
+            "re-run the same command to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -43,14 +43,14 @@ class GenerateConfig:
     n_query_samples: int = 3
     """App. C: query simulation is sampled three times and one well-formed sample is kept."""
     queries_per_type: int = 3
-    """App. B.1 asks for 3 questions; up to this many role-specific and as many contrastive ones per session."""
+    """App. B.1 asks for 3 questions: at most this many role-specific and as many contrastive ones."""
     max_query_chars: int = 400
     max_reply_chars: int = 4000
     profile_tokens: int = 3000
     """Article budget per prompt (the query prompt splits it between A and B): fits App. C's 8,192 context."""
     max_claims: int = 40
     holdout_rate: float = 0.025
-    """Share of roles (by a salted hash of the id) held out for the test split; ~100 of 3,902 as in the paper."""
+    """Share of roles (salted hash of the id) held out for the test split; ~100 of 3,902 as in the paper."""
     holdout_ids: frozenset[str] | None = None
     n_distractors: int = 3
     evidence: EvidenceMode = "supervisor"

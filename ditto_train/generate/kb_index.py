@@ -47,7 +47,9 @@ class KnowledgeIndex:
         for line, offset, prof in iter_kb(self.path):
             key = (prof.id, prof.lang)
             if key in seen:
-                raise DataError(f"{self.path}:{line}: role {prof.id} ({prof.lang}) already given at line {seen[key]}")
+                raise DataError(
+                    f"{self.path}:{line}: role {prof.id} ({prof.lang}) already given at line {seen[key]}"
+                )
             seen[key] = line
             pool = self.pools[prof.lang]
             pool.append(Entry(prof.id, prof.lang, prof.label, line, offset, len(pool)))
@@ -70,7 +72,7 @@ class KnowledgeIndex:
         return read_profile_at(self._fh, entry.offset, f"{self.path}:{entry.line}")
 
     def draw_others(self, entry: Entry, rng: random.Random, k: int) -> list[Entry]:
-        """``k`` distinct entries of ``entry``'s language with another id and another label, drawn with ``rng``."""
+        """``k`` distinct entries of ``entry``'s language with other ids and labels, drawn with ``rng``."""
         pool = self.pools[entry.lang]
         out: list[Entry] = []
         labels = {entry.label}

@@ -9,8 +9,8 @@ Layout of ``--out DIR`` (one directory per split):
 * ``run.json`` (configuration fingerprint) and ``report.json`` (counts).
 
 Train rows are TRL's conversational format, ``{"messages": [system, user, assistant, ...], "meta": {...}}``.
-Test items follow the official WikiRoleEval layout: ``system``, ``prompts``, ``ref_messages``, and a ``meta`` with
-the profile fields plus ``role_consist_cands``, ``evidence`` and ``rejection_labels``.
+Test items follow the official WikiRoleEval layout: ``system``, ``prompts``, ``ref_messages``, and a ``meta``
+with the profile fields plus ``role_consist_cands``, ``evidence`` and ``rejection_labels``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from ditto_train.knowledge.schema import RoleProfile
 
 _SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s+[A-Z\"“(]|\s*$)")
 # Words whose trailing period does not end a sentence ("Dr. Watson", "J. R. R. Tolkien", "c. 1300").
-_ABBREV = frozenset("mr mrs ms dr prof st jr sr gen col lt capt sgt rev hon mt no vs ca c u.s e.g i.e".split())
+_ABBREV = frozenset(
+    "mr mrs ms dr prof st jr sr gen col lt capt sgt rev hon mt no vs ca c u.s e.g i.e".split()
+)
 LANG_ORDER = ("en", "zh")
+REJECTION_LABELS_SOURCE = "automatic: 1 for contrastive queries (the official set was hand-labelled)"
 
 
 def part_path(out: Path, split: str, lang: str, rejected: bool = False) -> Path:
@@ -100,17 +103,30 @@ def sft_row(o: Outcome, intro: str, run_meta: Mapping[str, Any]) -> dict[str, An
 
 
 def test_item(o: Outcome, intro: str, candidates: list[str], run_meta: Mapping[str, Any]) -> dict[str, Any]:
-    """A WikiRoleEval test item; ``rejection_labels`` come from the query type (automatic, not hand-labelled)."""
+    """A WikiRoleEval test item; ``rejection_labels`` come from the query type (automatic labels)."""
     p = o.profile
     assert p is not None
     profile = p.model_dump(mode="json")
     meta = {
-        **{k: profile[k] for k in ("label", "description", "aliases", "wiki_title", "claims", "trans_claims",
-                                   "category", "lang", "summary", "wiki")},
+        **{
+            k: profile[k]
+            for k in (
+                "label",
+                "description",
+                "aliases",
+                "wiki_title",
+                "claims",
+                "trans_claims",
+                "category",
+                "lang",
+                "summary",
+                "wiki",
+            )
+        },
         "role_consist_cands": candidates,
         "evidence": ["\n".join(t.evidence or []) for t in o.turns],
         "rejection_labels": [1 if t.qtype == "contrastive" else 0 for t in o.turns],
-        "rejection_labels_source": "automatic: 1 for contrastive queries (the official set was hand-labelled)",
+        "rejection_labels_source": REJECTION_LABELS_SOURCE,
         "evidence_source": [t.evidence_source for t in o.turns],
         "sitelinks": p.sitelinks,
         **_session_meta(o, run_meta),

@@ -22,11 +22,13 @@ _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 # Phrases by which a reply steps out of its role. English patterns are matched case-insensitively.
 BREAK_PATTERNS_EN = [
-    r"\bas an? (?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|virtual assistant|chatbot)\b",
+    r"\bas an? (?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|virtual assistant"
+    r"|chatbot)\b",
     r"\bi(?:'m| am) (?:just |only |merely )?an? (?:ai|artificial intelligence|(?:large )?language model|"
     r"virtual assistant|ai assistant|chatbot)\b",
     r"\b(?:my|the) (?:training data|knowledge cutoff|knowledge cut-off)\b",
-    r"\b(?:according to|based on) (?:the |my )?(?:provided |given )?(?:profile|introduction|information provided)\b",
+    r"\b(?:according to|based on) (?:the |my )?(?:provided |given )?"
+    r"(?:profile|introduction|information provided)\b",
     r"\b(?:in|from) the (?:provided |given )?profile\b",
 ]
 BREAK_PATTERNS_ZH = [
@@ -92,10 +94,10 @@ def normalise_query(text: str) -> str:
     return "".join(ch for ch in text if not (ch.isspace() or unicodedata.category(ch).startswith("P")))
 
 
-def select_queries(questions: tuple[str, ...], limit: int, max_chars: int, seen: set[str]) -> tuple[
-    list[str], Counter[str]
-]:
-    """Keep up to ``limit`` usable questions; ``seen`` (normalised keys) is updated; returns (kept, drop counts)."""
+def select_queries(
+    questions: tuple[str, ...], limit: int, max_chars: int, seen: set[str]
+) -> tuple[list[str], Counter[str]]:
+    """Keep up to ``limit`` usable questions (``seen``, the normalised keys, is updated); return (kept, drops)."""
     kept: list[str] = []
     dropped: Counter[str] = Counter()
     for q in questions:

@@ -1,13 +1,14 @@
 """Rendering the simulation prompts (jinja2 templates in ``ditto_train/templates``) from profiles.
 
 Templates, one per language: ``query_sim`` (T_Q in the paper: two profiles → questions A can answer and B
-cannot), ``response_sim`` (T_R: A's profile + one question → an in-character answer), ``evidence`` (test split:
-which profile facts the answer rests on), ``intro`` (the session's system message) and ``profile`` (macros
-shared by the others). Each template's sha256 goes into every output record, so a changed wording is visible.
+cannot), ``response_sim`` (T_R: A's profile + one question → an in-character answer), ``evidence`` (test
+split: which profile facts the answer rests on), ``intro`` (the session's system message) and ``profile``
+(macros shared by the others). Each template's sha256 goes into every output record, so a changed wording is
+visible.
 
-Articles are cut to a token budget (``profile_tokens``, split between A and B in the query prompt) at paragraph
-boundaries; the estimate counts one token per CJK character and one per four other characters, which is close
-enough for Qwen-style BPE vocabularies and needs no tokenizer.
+Articles are cut to a token budget (``profile_tokens``, split between A and B in the query prompt) at
+paragraph boundaries; the estimate counts one token per CJK character and one per four other characters, which
+is close enough for Qwen-style BPE vocabularies and needs no tokenizer.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ def load_templates(template_dir: Path | None = None) -> TemplateSet:
         for lang in ("en", "zh"):
             path = folder / f"{kind}.{lang}.jinja"
             if not path.is_file():
-                raise ConfigError(f"--templates: {path} is missing (need {kind}.en/zh.jinja for {', '.join(TEMPLATE_KINDS)})")
+                raise ConfigError(
+                    f"--templates: {path} is missing "
+                    f"(need {kind}.en/zh.jinja for {', '.join(TEMPLATE_KINDS)})"
+                )
             hashes[f"{kind}.{lang}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
@@ -132,20 +136,31 @@ class Prompts:
     def query(self, a: RoleProfile, b: RoleProfile, n: int) -> list[ChatMessage]:
         """T_Q(a, b): questions ``a`` can answer and ``b`` cannot (in ``a``'s language)."""
         half = self.profile_tokens // 2
-        text = self._render("query_sim", a.lang, a=profile_view(a, half, self.max_claims),
-                            b=profile_view(b, half, self.max_claims), n=n)
+        text = self._render(
+            "query_sim",
+            a.lang,
+            a=profile_view(a, half, self.max_claims),
+            b=profile_view(b, half, self.max_claims),
+            n=n,
+        )
         return [{"role": "user", "content": text}]
 
     def response(self, a: RoleProfile, query: str) -> list[ChatMessage]:
         """T_R(a, q): an in-character answer with ``a``'s whole (cut) profile in context."""
-        text = self._render("response_sim", a.lang, c=profile_view(a, self.profile_tokens, self.max_claims),
-                            query=query)
+        text = self._render(
+            "response_sim", a.lang, c=profile_view(a, self.profile_tokens, self.max_claims), query=query
+        )
         return [{"role": "user", "content": text}]
 
     def evidence(self, a: RoleProfile, query: str, response: str) -> list[ChatMessage]:
         """The evidence request of one test turn."""
-        text = self._render("evidence", a.lang, c=profile_view(a, self.profile_tokens, self.max_claims),
-                            query=query, response=response)
+        text = self._render(
+            "evidence",
+            a.lang,
+            c=profile_view(a, self.profile_tokens, self.max_claims),
+            query=query,
+            response=response,
+        )
         return [{"role": "user", "content": text}]
 
     def intro(self, a: RoleProfile) -> str:

@@ -18,8 +18,13 @@ from ditto_train.knowledge.jsonl import iter_complete_lines
 
 def _empty() -> dict[str, Any]:
     return {
-        "roles": 0, "sessions": 0, "turns": 0, "turns_by_type": Counter(), "rejected_sessions": 0,
-        "rejected_by_reason": Counter(), "filtered": Counter(dict.fromkeys(FILTER_KEYS, 0)),
+        "roles": 0,
+        "sessions": 0,
+        "turns": 0,
+        "turns_by_type": Counter(),
+        "rejected_sessions": 0,
+        "rejected_by_reason": Counter(),
+        "filtered": Counter(dict.fromkeys(FILTER_KEYS, 0)),
         "usage": Counter(dict.fromkeys(USAGE_KEYS, 0)),
     }
 
@@ -55,11 +60,20 @@ def totals(out: Path, split: str, langs: tuple[str, ...]) -> dict[str, Any]:
             else:
                 overall[key] += value
     overall["roles"] = len(roles)
-    return {"all": {k: dict(v) if isinstance(v, Counter) else v for k, v in overall.items()}, "by_lang": by_lang}
+    return {
+        "all": {k: dict(v) if isinstance(v, Counter) else v for k, v in overall.items()},
+        "by_lang": by_lang,
+    }
 
 
-def build_report(out: Path, split: str, langs: tuple[str, ...], stats: RunStats, spec: Mapping[str, Any],
-                 merged: tuple[Path, int]) -> dict[str, Any]:
+def build_report(
+    out: Path,
+    split: str,
+    langs: tuple[str, ...],
+    stats: RunStats,
+    spec: Mapping[str, Any],
+    merged: tuple[Path, int],
+) -> dict[str, Any]:
     """The ``report.json`` document."""
     tot = totals(out, split, langs)
     return {
@@ -117,7 +131,8 @@ def print_report(report: Mapping[str, Any]) -> None:
     console.print(table)
     run = report["this_run"]
     console.print(
-        f"this run: {run['written']} written, {run['rejected']} rejected, {run['api_error_sessions']} API errors "
+        f"this run: {run['written']} written, {run['rejected']} rejected, "
+        f"{run['api_error_sessions']} API errors "
         f"(retried next run), {run['already_done']} already done; {run['calls']} calls in {run['wall_s']} s"
     )
     for err in run["errors"][:5]:

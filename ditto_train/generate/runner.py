@@ -1,12 +1,12 @@
 """The streaming generation loop: a bounded queue of roles, N workers, outputs appended as sessions finish.
 
-Memory stays flat as the pool grows: the knowledge base is only indexed (see ``kb_index``), at most
-``workers + queue size`` profiles are loaded at any time, and finished sessions go straight to disk. The number of
+Memory stays flat as the pool grows: the knowledge base is only indexed (see ``kb_index``), at most ``workers
++ queue size`` profiles are loaded at any time, and finished sessions go straight to disk. The number of
 workers is 1.5 × ``--concurrency``, so that while some roles wait for their query prompts, others already have
 response prompts in flight and the supervisor's semaphore stays full.
 
-Resumption: the done-set is rebuilt from the output files; roles in it are skipped before any call. A killed run
-loses only the sessions that were in flight, and their finished calls come back from the response cache.
+Resumption: the done-set is rebuilt from the output files; roles in it are skipped before any call. A killed
+run loses only the sessions that were in flight, and their finished calls come back from the response cache.
 """
 
 from __future__ import annotations
@@ -60,8 +60,14 @@ def select_entries(cfg: GenerateConfig, index: KnowledgeIndex) -> list[Entry]:
 class Runner:
     """Drives :class:`Simulator` over the selected roles and writes the outputs."""
 
-    def __init__(self, cfg: GenerateConfig, index: KnowledgeIndex, sup: Supervisor, prompts: Prompts,
-                 run_meta: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        index: KnowledgeIndex,
+        sup: Supervisor,
+        prompts: Prompts,
+        run_meta: Mapping[str, Any],
+    ) -> None:
         self.cfg = cfg
         self.index = index
         self.prompts = prompts
@@ -109,8 +115,12 @@ class Runner:
         self._writer(o.entry.lang, False).write(row)
         st.written += 1
 
-    async def run(self, entries: list[Entry], on_start: Callable[[int], None] | None = None,
-                  on_done: Callable[[Outcome], None] | None = None) -> RunStats:
+    async def run(
+        self,
+        entries: list[Entry],
+        on_start: Callable[[int], None] | None = None,
+        on_done: Callable[[Outcome], None] | None = None,
+    ) -> RunStats:
         """Simulate every entry not yet done; returns this invocation's stats."""
         t0 = time.monotonic()
         done = done_keys(self.cfg.out, self.cfg.split, self.cfg.langs)

@@ -1,9 +1,9 @@
 """A scripted supervisor for offline tests and benchmarks (no model involved).
 
-:func:`scripted_reply` answers a chat-completions request body the way a well-behaved supervisor would, reading
-the role names out of our own prompt templates: JSON question lists for query prompts (the first of several
-samples deliberately malformed, to exercise the well-formed-sample pick), in-character answers for response
-prompts, and bullet lists for evidence prompts. Plug it into any OpenAI-compatible fake server as its
+:func:`scripted_reply` answers a chat-completions request body the way a well-behaved supervisor would,
+reading the role names out of our own prompt templates: JSON question lists for query prompts (the first of
+several samples deliberately malformed, to exercise the well-formed-sample pick), in-character answers for
+response prompts, and bullet lists for evidence prompts. Plug it into any OpenAI-compatible fake server as its
 responder. Deterministic: the same request always gets the same reply.
 """
 
@@ -52,7 +52,10 @@ def query_reply(text: str) -> list[str]:
     if zh:
         qs = [f"{name_a}，请讲讲你人生中的第{i + 1}件大事（{name_b}不会知道）。" for i in range(n)]
     else:
-        qs = [f"{name_a}, tell me about turning point number {i + 1} in your life (unknown to {name_b})." for i in range(n)]
+        qs = [
+            f"{name_a}, tell me about turning point number {i + 1} in your life (unknown to {name_b})."
+            for i in range(n)
+        ]
     good = json.dumps([{"question": q} for q in qs], ensure_ascii=False)
     fenced = "Here you go:\n```json\n" + good + "\n```"
     return ["Sure! I would be glad to write some questions.", good, fenced]
@@ -66,7 +69,7 @@ def response_reply(text: str) -> str:
     question = q.group(1)[:60] if q else ""
     if "你的名字：" in text:
         return f"（{name}微笑）关于“{question}”，我可以这样回答你。[{_tag(text)}]"
-    return f"({name} smiles) As for \"{question}\", here is my answer. [{_tag(text)}]"
+    return f'({name} smiles) As for "{question}", here is my answer. [{_tag(text)}]'
 
 
 def evidence_reply(text: str) -> str:
@@ -83,7 +86,7 @@ def scripted_reply(body: dict[str, Any]) -> str | list[str]:
     if kind == "query":
         samples = query_reply(text)
         n = int(body.get("n") or 1)
-        # With n=1 (split samples) rotate by a per-request counter is impossible statelessly: use the good one.
+        # n=1 (split samples): a stateless responder cannot rotate the samples, so send a good one.
         return samples if n > 1 else samples[1]
     if kind == "evidence":
         return evidence_reply(text)

@@ -5,8 +5,8 @@ For role A (one language) and a partner B drawn with the role's own seeded gener
 1. T_Q(A, B) → questions A can answer and B cannot: A's **role-specific** queries. T_Q(B, A) → questions B can
    answer and A cannot: A's **contrastive** (out-of-boundary) queries. Each prompt is sampled
    ``n_query_samples`` times; one well-formed sample is picked at random.
-2. Questions are filtered (empty / duplicate / over-long) and capped at ``queries_per_type`` per type, then put in
-   a seeded random order.
+2. Questions are filtered (empty / duplicate / over-long) and capped at ``queries_per_type`` per type, then
+   put in a seeded random order.
 3. Each question gets one response from T_R(A, q), independently of the other turns; responses that break
    character, are empty or over-long are dropped with their question.
 4. Test split: each kept turn also gets its evidence bullets.
@@ -26,7 +26,13 @@ from typing import Literal
 from ditto_train.generate.config import FILTER_KEYS, USAGE_KEYS, GenerateConfig
 from ditto_train.generate.evidence import overlap_evidence
 from ditto_train.generate.kb_index import Entry, KnowledgeIndex, role_rng
-from ditto_train.generate.parsing import QueryParse, check_response, parse_evidence, parse_queries, select_queries
+from ditto_train.generate.parsing import (
+    QueryParse,
+    check_response,
+    parse_evidence,
+    parse_queries,
+    select_queries,
+)
 from ditto_train.generate.prompts import Prompts
 from ditto_train.generate.supervisor import Supervisor
 from ditto_train.knowledge.schema import RoleProfile
@@ -124,7 +130,9 @@ class Simulator:
         seen: set[str] = set()
         items: list[tuple[str, QueryType, tuple[str, str]]] = []
         plan: list[tuple[tuple[str, ...], QueryType, tuple[str, str]]] = [
-            (own, "role_specific", (a.id, b.id)), (con, "contrastive", (b.id, a.id))]
+            (own, "role_specific", (a.id, b.id)),
+            (con, "contrastive", (b.id, a.id)),
+        ]
         for questions, qtype, src in plan:
             kept, dropped = select_queries(questions, k, cfg.max_query_chars, seen)
             for key, n in dropped.items():
@@ -134,7 +142,9 @@ class Simulator:
             out.status, out.reason = "rejected", "no_queries"
             return out
         rng.shuffle(items)
-        replies = await asyncio.gather(*(self._call(out, self.prompts.response(a, q), 1) for q, _, _ in items))
+        replies = await asyncio.gather(
+            *(self._call(out, self.prompts.response(a, q), 1) for q, _, _ in items)
+        )
         for (q, qtype, src), res in zip(items, replies, strict=True):
             text, reason = check_response(res.texts[0], a.lang, cfg.max_reply_chars)
             if reason:
@@ -166,4 +176,3 @@ class Simulator:
             for turn in out.turns:
                 turn.evidence = overlap_evidence(a, turn.query, turn.response, budget)
                 turn.evidence_source = "overlap"
-

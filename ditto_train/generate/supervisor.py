@@ -2,9 +2,9 @@
 
 Any backend the harness supports can supervise, by lm-eval's names:
 
-* ``local-chat-completions`` / ``openai-chat-completions`` (an OpenAI-compatible server such as ``vllm serve``,
-  or OpenAI itself) go through :class:`harness.chat_client.ChatClient`: async, cached, retried, ``n`` samples in
-  one request, many requests in flight.
+* ``local-chat-completions`` / ``openai-chat-completions`` (an OpenAI-compatible server such as ``vllm
+  serve``, or OpenAI itself) go through :class:`harness.chat_client.ChatClient`: async, cached, retried, ``n``
+  samples in one request, many requests in flight.
 * ``hf`` / ``vllm`` (a local model) go through :func:`harness.backends.load_backend`. Requests from all
   in-flight roles are collected into batches and generated in a worker thread, so the event loop keeps
   preparing the next batch; successful samples are stored in the same response cache.
@@ -32,11 +32,27 @@ from harness.types import ChatMessage, Completion, Usage
 API_SUPERVISORS = ("local-chat-completions", "openai-chat-completions")
 LOCAL_SUPERVISORS = ("hf", "hf-auto", "huggingface", "vllm")
 DEFAULT_GEN_KWARGS: dict[str, Any] = {
-    "do_sample": True, "temperature": 1.0, "top_p": 0.8, "repetition_penalty": 1.1, "max_gen_toks": 2048,
+    "do_sample": True,
+    "temperature": 1.0,
+    "top_p": 0.8,
+    "repetition_penalty": 1.1,
+    "max_gen_toks": 2048,
 }
-_GEN_ALIASES = {"max_new_tokens": "max_gen_toks", "max_tokens": "max_gen_toks", "max_completion_tokens": "max_gen_toks"}
-_API_ARG_KEYS = {"model", "base_url", "num_concurrent", "max_retries", "timeout", "split_samples",
-                 "tokenizer_backend", "tokenized_requests"}
+_GEN_ALIASES = {
+    "max_new_tokens": "max_gen_toks",
+    "max_tokens": "max_gen_toks",
+    "max_completion_tokens": "max_gen_toks",
+}
+_API_ARG_KEYS = {
+    "model",
+    "base_url",
+    "num_concurrent",
+    "max_retries",
+    "timeout",
+    "split_samples",
+    "tokenizer_backend",
+    "tokenized_requests",
+}
 LOCAL_BATCH = 32
 
 
@@ -60,7 +76,9 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any]:
     for key, value in parse_kv_args(text, "--gen_kwargs").items():
         gen[_GEN_ALIASES.get(key, key)] = value
     if not isinstance(gen["max_gen_toks"], int) or gen["max_gen_toks"] < 1:
-        raise ConfigError(f"--gen_kwargs max_gen_toks must be a positive integer, got {gen['max_gen_toks']!r}")
+        raise ConfigError(
+            f"--gen_kwargs max_gen_toks must be a positive integer, got {gen['max_gen_toks']!r}"
+        )
     if gen.get("until"):
         raise ConfigError("--gen_kwargs until: stop strings would cut multi-line replies; leave it unset")
     return gen
@@ -86,12 +104,21 @@ def sampling_params(name: str, gen: Mapping[str, Any]) -> SamplingParams:
 class ApiSupervisor:
     """An OpenAI-compatible supervisor on :class:`ChatClient`."""
 
-    def __init__(self, name: str, args: Mapping[str, Any], gen: Mapping[str, Any], *, concurrency: int,
-                 cache: ResponseCache | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        gen: Mapping[str, Any],
+        *,
+        concurrency: int,
+        cache: ResponseCache | None,
+    ) -> None:
         unknown = sorted(set(args) - _API_ARG_KEYS)
         if unknown:
-            raise ConfigError(f"--supervisor_args: unknown key(s) {', '.join(unknown)} for {name} "
-                              f"(known: {', '.join(sorted(_API_ARG_KEYS))})")
+            raise ConfigError(
+                f"--supervisor_args: unknown key(s) {', '.join(unknown)} for {name} "
+                f"(known: {', '.join(sorted(_API_ARG_KEYS))})"
+            )
         if "model" not in args:
             raise ConfigError(f"--supervisor_args: {name} needs model=NAME")
         base = str(args.get("base_url") or (OPENAI_BASE_URL if name == "openai-chat-completions" else ""))
@@ -103,12 +130,23 @@ class ApiSupervisor:
             raise ConfigError(f"{base} needs an API key: set OPENAI_API_KEY")
         self.params = sampling_params(name, gen)
         self.client = ChatClient(
-            base_url=base, model=str(args["model"]), api_key=key, concurrency=concurrency,
-            max_retries=int(args.get("max_retries", 6)), timeout=float(args.get("timeout", 300.0)),
-            cache=cache, split_samples=bool(args.get("split_samples", False)),
+            base_url=base,
+            model=str(args["model"]),
+            api_key=key,
+            concurrency=concurrency,
+            max_retries=int(args.get("max_retries", 6)),
+            timeout=float(args.get("timeout", 300.0)),
+            cache=cache,
+            split_samples=bool(args.get("split_samples", False)),
         )
-        self.spec = {"backend": name, "model": str(args["model"]), "base_url": base,
-                     "args": redact_args(args), "gen_kwargs": dict(gen), "request": self.params.payload_fields()}
+        self.spec = {
+            "backend": name,
+            "model": str(args["model"]),
+            "base_url": base,
+            "args": redact_args(args),
+            "gen_kwargs": dict(gen),
+            "request": self.params.payload_fields(),
+        }
 
     async def complete(self, messages: Sequence[ChatMessage], n: int) -> Completion:
         return await self.client.complete(messages, self.params, n=n)
@@ -120,8 +158,16 @@ class ApiSupervisor:
 class LocalSupervisor:
     """An ``hf``/``vllm`` supervisor: requests from concurrent roles are batched into one backend call."""
 
-    def __init__(self, name: str, model_args: str | None, gen: Mapping[str, Any], *, seed: int,
-                 cache: ResponseCache | None, batch_size: int = LOCAL_BATCH) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_args: str | None,
+        gen: Mapping[str, Any],
+        *,
+        seed: int,
+        cache: ResponseCache | None,
+        batch_size: int = LOCAL_BATCH,
+    ) -> None:
         from harness.backends import load_backend
 
         self.backend = load_backend(name, model_args, seed=seed, cache=None)
@@ -132,8 +178,12 @@ class LocalSupervisor:
         self.cache = cache
         self.batch_size = batch_size
         self.seed = seed
-        self.spec = {"backend": name, "model": self.backend.spec.get("model_args", {}).get("pretrained", name),
-                     "args": self.backend.spec.get("model_args", {}), "gen_kwargs": dict(gen)}
+        self.spec = {
+            "backend": name,
+            "model": self.backend.spec.get("model_args", {}).get("pretrained", name),
+            "args": self.backend.spec.get("model_args", {}),
+            "gen_kwargs": dict(gen),
+        }
         self._model_id = json.dumps(self.spec["args"], sort_keys=True, default=str)
         self._pending: list[tuple[list[ChatMessage], asyncio.Future[GenerationResult]]] = []
         self._worker: asyncio.Task[None] | None = None
@@ -142,8 +192,17 @@ class LocalSupervisor:
         self._tok = getattr(getattr(self.backend, "lm", None), "tokenizer", None)
 
     def _keys(self, messages: Sequence[ChatMessage], n: int) -> list[str]:
-        return [cache_key(kind="supervisor-local", endpoint=self.spec["backend"], model=self._model_id,
-                          messages=messages, params=self.gen, sample_index=i) for i in range(n)]
+        return [
+            cache_key(
+                kind="supervisor-local",
+                endpoint=self.spec["backend"],
+                model=self._model_id,
+                messages=messages,
+                params=self.gen,
+                sample_index=i,
+            )
+            for i in range(n)
+        ]
 
     def _count(self, text: str) -> int:
         if self._tok is None:
@@ -167,8 +226,11 @@ class LocalSupervisor:
         results: list[GenerationResult] = await asyncio.gather(*futures)
         errors = [r.error for r in results if not r.ok]
         texts = [r.text if r.ok else None for r in results]
-        usage = Usage(calls=1, prompt_tokens=self._count("\n".join(m["content"] for m in messages)),
-                      completion_tokens=sum(self._count(t) for t in texts if t))
+        usage = Usage(
+            calls=1,
+            prompt_tokens=self._count("\n".join(m["content"] for m in messages)),
+            completion_tokens=sum(self._count(t) for t in texts if t),
+        )
         if errors:
             return Completion(texts=texts, status="api_error", error=str(errors[0]), usage=usage)
         if self.cache is not None:
@@ -190,7 +252,9 @@ class LocalSupervisor:
                         self.backend.generate, convs, [self.gen] * len(convs), seed=self.seed + self._batches
                     )
                 except Exception as exc:  # a backend that raises despite its contract: every request fails
-                    results = [GenerationResult(text=None, error=f"{type(exc).__name__}: {exc}") for _ in batch]
+                    results = [
+                        GenerationResult(text=None, error=f"{type(exc).__name__}: {exc}") for _ in batch
+                    ]
                 for (_, fut), res in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(res)
@@ -205,8 +269,15 @@ class LocalSupervisor:
             self._worker = None
 
 
-def make_supervisor(name: str, args_text: str | None, gen: Mapping[str, Any], *, concurrency: int, seed: int,
-                    cache: ResponseCache | None) -> Supervisor:
+def make_supervisor(
+    name: str,
+    args_text: str | None,
+    gen: Mapping[str, Any],
+    *,
+    concurrency: int,
+    seed: int,
+    cache: ResponseCache | None,
+) -> Supervisor:
     """Build the supervisor ``name`` from ``--supervisor_args``."""
     if name in API_SUPERVISORS:
         args = parse_kv_args(args_text, "--supervisor_args")
@@ -215,6 +286,14 @@ def make_supervisor(name: str, args_text: str | None, gen: Mapping[str, Any], *,
         return ApiSupervisor(name, args, gen, concurrency=max(1, concurrency), cache=cache)
     if name in LOCAL_SUPERVISORS:
         batch = parse_kv_args(args_text, "--supervisor_args").get("batch_size", LOCAL_BATCH)
-        return LocalSupervisor(name, args_text, gen, seed=seed, cache=cache,
-                               batch_size=int(batch) if str(batch).isdigit() else LOCAL_BATCH)
-    raise ConfigError(f"--supervisor {name!r}: expected one of {', '.join(API_SUPERVISORS + LOCAL_SUPERVISORS)}")
+        return LocalSupervisor(
+            name,
+            args_text,
+            gen,
+            seed=seed,
+            cache=cache,
+            batch_size=int(batch) if str(batch).isdigit() else LOCAL_BATCH,
+        )
+    raise ConfigError(
+        f"--supervisor {name!r}: expected one of {', '.join(API_SUPERVISORS + LOCAL_SUPERVISORS)}"
+    )

@@ -151,9 +151,9 @@ def format_time(value: str, precision: int, lang: Lang) -> str:
     return str(year)
 
 
-def verbalise(claims: Iterable[RawClaim], labels: Mapping[str, Mapping[str, str]], lang: Lang) -> tuple[
-    list[list[str]], list[list[str]]
-]:
+def verbalise(
+    claims: Iterable[RawClaim], labels: Mapping[str, Mapping[str, str]], lang: Lang
+) -> tuple[list[list[str]], list[list[str]]]:
     """``(claims, trans_claims)``: raw ``[pid, value]`` pairs and ``[property label, value label]`` pairs.
 
     ``labels`` maps an entity id to its labels by language (``{"en": ..., "zh": ...}``); an id without a

@@ -30,34 +30,64 @@ def build_parser() -> argparse.ArgumentParser:
     from ditto_train.knowledge.wikipedia import DEFAULT_WIKIPEDIA_API
 
     p = argparse.ArgumentParser(prog="ditto-bench knowledge", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="knowledge-base JSONL to write (appended; resumable)")
-    p.add_argument("--input", type=Path, default=None,
-                   help="offline source: a knowledge-base JSONL or a Wikidata JSON dump subset (.json/.jsonl[.gz|.bz2])")
-    p.add_argument("--source", choices=["live", "dump", "kb"], default=None,
-                   help="where profiles come from (default: live without --input, else detected from the file)")
-    p.add_argument("--classes", default="Q5,Q15632617",
-                   help="Wikidata classes to query (P31); default humans Q5 and fictional humans Q15632617")
+    p.add_argument(
+        "--out", required=True, type=Path, help="knowledge-base JSONL to write (appended; resumable)"
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="offline source: a knowledge-base JSONL or a Wikidata JSON dump subset (.json/.jsonl[.gz|.bz2])",
+    )
+    p.add_argument(
+        "--source",
+        choices=["live", "dump", "kb"],
+        default=None,
+        help="where profiles come from (default: live without --input, else detected from the file)",
+    )
+    p.add_argument(
+        "--classes",
+        default="Q5,Q15632617",
+        help="Wikidata classes to query (P31); default humans Q5 and fictional humans Q15632617",
+    )
     p.add_argument("--top_n", type=int, default=5000, help="candidates per class, by sitelinks (paper: 5000)")
     p.add_argument("--min_sitelinks", type=int, default=0, help="drop candidates with fewer sitelinks")
     p.add_argument("--langs", default="en,zh", help="languages to write records for (en, zh)")
-    p.add_argument("--require_langs", default="en",
-                   help="keep a role only if it has a Wikipedia article in each of these (default en; '' = none)")
+    p.add_argument(
+        "--require_langs",
+        default="en",
+        help="keep a role only if it has a Wikipedia article in each of these (default en; '' = none)",
+    )
     p.add_argument("--limit", type=int, default=None, help="stop once this many roles are in --out")
     p.add_argument("--max_claims", type=int, default=60, help="claims kept per record (default 60)")
-    p.add_argument("--no_wikipedia", action="store_true",
-                   help="dump source only: do not fetch articles (summary and content stay empty)")
+    p.add_argument(
+        "--no_wikipedia",
+        action="store_true",
+        help="dump source only: do not fetch articles (summary and content stay empty)",
+    )
     p.add_argument("--sparql_url", default=DEFAULT_SPARQL_URL)
     p.add_argument("--wikidata_url", default=DEFAULT_WIKIDATA_API, help="MediaWiki API of Wikidata")
     p.add_argument("--wikipedia_url", default=DEFAULT_WIKIPEDIA_API, help="MediaWiki API, with {lang}")
     p.add_argument("--zh_variant", default="zh-cn", help="script conversion of zh articles ('' = as stored)")
-    p.add_argument("--contact", default=None,
-                   help="e-mail or URL added to the User-Agent, as Wikimedia's policy asks for live runs")
+    p.add_argument(
+        "--contact",
+        default=None,
+        help="e-mail or URL added to the User-Agent, as Wikimedia's policy asks for live runs",
+    )
     p.add_argument("--user_agent", default=DEFAULT_UA, help="User-Agent header (contact appended)")
-    p.add_argument("--max_rps", type=float, default=5.0, help="at most this many requests per second (0 = no limit)")
-    p.add_argument("--max_retries", type=int, default=5, help="retries on 429/5xx/timeouts/maxlag (default 5)")
+    p.add_argument(
+        "--max_rps", type=float, default=5.0, help="at most this many requests per second (0 = no limit)"
+    )
+    p.add_argument(
+        "--max_retries", type=int, default=5, help="retries on 429/5xx/timeouts/maxlag (default 5)"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    p.add_argument("--cache_path", type=Path, default=None,
-                   help="HTTP cache (default: <user cache dir>/ditto-bench/http.sqlite)")
+    p.add_argument(
+        "--cache_path",
+        type=Path,
+        default=None,
+        help="HTTP cache (default: <user cache dir>/ditto-bench/http.sqlite)",
+    )
     p.add_argument("--no_cache", action="store_true", help="neither read nor write the HTTP cache")
     return p
 
@@ -101,8 +131,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not stats.errors else 1
 
 
-def _collect(args: argparse.Namespace, source: str, classes: list[str], langs: tuple[Lang, ...],
-             require: tuple[Lang, ...]) -> CollectStats:
+def _collect(
+    args: argparse.Namespace,
+    source: str,
+    classes: list[str],
+    langs: tuple[Lang, ...],
+    require: tuple[Lang, ...],
+) -> CollectStats:
     from ditto_train.knowledge.collect import Collector
     from ditto_train.knowledge.dump import load_entities, scan_dump
     from ditto_train.knowledge.http import PoliteHttpClient
@@ -117,32 +152,58 @@ def _collect(args: argparse.Namespace, source: str, classes: list[str], langs: t
         not args.no_wikipedia and "wikipedia.org" in args.wikipedia_url
     )
     if talks_to_wikimedia and not args.contact:
-        print("ditto-bench knowledge: warning: no --contact given; Wikimedia asks clients to name one in the "
-              "User-Agent", file=sys.stderr)
+        print(
+            "ditto-bench knowledge: warning: no --contact given; Wikimedia asks clients to name one in the "
+            "User-Agent",
+            file=sys.stderr,
+        )
     cache = None if args.no_cache else ResponseCache(args.cache_path or default_cache_dir() / "http.sqlite")
-    http = PoliteHttpClient(user_agent=ua, max_rps=args.max_rps, max_retries=args.max_retries,
-                            timeout=args.timeout, cache=cache)
-    wiki = None if args.no_wikipedia else WikipediaClient(http, api_url=args.wikipedia_url,
-                                                           zh_variant=args.zh_variant)
+    http = PoliteHttpClient(
+        user_agent=ua, max_rps=args.max_rps, max_retries=args.max_retries, timeout=args.timeout, cache=cache
+    )
+    wiki = (
+        None
+        if args.no_wikipedia
+        else WikipediaClient(http, api_url=args.wikipedia_url, zh_variant=args.zh_variant)
+    )
     try:
         if source == "live":
             wd = WikidataClient(http, api_url=args.wikidata_url, sparql_url=args.sparql_url)
             candidates = merge_candidates(wd.candidates(c, args.top_n, args.min_sitelinks) for c in classes)
             sites = [f"{lang}wiki" for lang in dict.fromkeys(langs + require)]
-            collector = Collector(args.out, lambda ids: wd.entities(ids, sites), wd.resolve_labels, wiki,
-                                  langs, require, args.max_claims, args.limit)
+            collector = Collector(
+                args.out,
+                lambda ids: wd.entities(ids, sites),
+                wd.resolve_labels,
+                wiki,
+                langs,
+                require,
+                args.max_claims,
+                args.limit,
+            )
         else:
             ranked, labels = scan_dump(args.input, classes, args.top_n, args.min_sitelinks)
             candidates = merge_candidates(ranked)
             entities = load_entities(args.input, {c.qid for c in candidates})
-            collector = Collector(args.out, lambda ids: {i: entities[i] for i in ids if i in entities},
-                                  lambda ids: labels, wiki, langs, require, args.max_claims, args.limit)
+            collector = Collector(
+                args.out,
+                lambda ids: {i: entities[i] for i in ids if i in entities},
+                lambda ids: labels,
+                wiki,
+                langs,
+                require,
+                args.max_claims,
+                args.limit,
+            )
         with make_progress() as progress:
             task = progress.add_task("knowledge", total=len(candidates))
             stats = collector.run(candidates, on_progress=lambda n: progress.advance(task, n))
         stats_http = http.stats
-        print(f"http: {stats_http.requests} requests, {stats_http.cache_hits} cache hits, "
-              f"{stats_http.retries} retries, {stats_http.failures} failures", file=sys.stderr)
+        print(
+            f"http: {stats_http.requests} requests, {stats_http.cache_hits} cache hits, "
+            f"{stats_http.retries} retries, {stats_http.failures} failures",
+            file=sys.stderr,
+        )
         return stats
     finally:
         if cache is not None:

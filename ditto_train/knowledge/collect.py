@@ -71,7 +71,9 @@ class Collector:
     limit: int | None = None
     stats: CollectStats = field(default_factory=CollectStats)
 
-    def run(self, candidates: list[Candidate], on_progress: Callable[[int], None] | None = None) -> CollectStats:
+    def run(
+        self, candidates: list[Candidate], on_progress: Callable[[int], None] | None = None
+    ) -> CollectStats:
         """Process ``candidates`` in rank order until ``limit`` roles are kept."""
         self.stats.candidates = len(candidates)
         done, kept = done_state(self.out)
@@ -88,7 +90,10 @@ class Collector:
                         if self.limit is not None and n_kept >= self.limit:
                             break
                         n_errors = len(self.stats.errors)
-                        if self._role(cand, entities.get(cand.qid), done, kb, skipped) and cand.qid not in kept:
+                        if (
+                            self._role(cand, entities.get(cand.qid), done, kb, skipped)
+                            and cand.qid not in kept
+                        ):
                             kept.add(cand.qid)
                             n_kept += 1
                         elif len(self.stats.errors) > n_errors:
@@ -100,9 +105,16 @@ class Collector:
         self.stats.roles_kept = len(kept)
         return self.stats
 
-    def _role(self, cand: Candidate, entity: dict[str, Any] | None, done: set[tuple[str, str]],
-              kb: JsonlAppender, skipped: JsonlAppender) -> bool:
+    def _role(
+        self,
+        cand: Candidate,
+        entity: dict[str, Any] | None,
+        done: set[tuple[str, str]],
+        kb: JsonlAppender,
+        skipped: JsonlAppender,
+    ) -> bool:
         """Write the missing records of one role; True when the role has (or already had) a record."""
+
         def skip(lang: str, reason: str) -> None:
             if (cand.qid, lang) not in done:
                 skipped.write({"id": cand.qid, "lang": lang, "reason": reason})
@@ -153,8 +165,15 @@ class Collector:
         return None if art.missing else art
 
 
-def build_profile(cand: Candidate, entity: Mapping[str, Any], lang: Lang, art: Article, raw: list[Any],
-                  labels: Mapping[str, Mapping[str, str]], max_claims: int) -> RoleProfile:
+def build_profile(
+    cand: Candidate,
+    entity: Mapping[str, Any],
+    lang: Lang,
+    art: Article,
+    raw: list[Any],
+    labels: Mapping[str, Mapping[str, str]],
+    max_claims: int,
+) -> RoleProfile:
     """One KB record from an entity and its article in ``lang``."""
     title = str(((entity.get("sitelinks") or {}).get(f"{lang}wiki") or {}).get("title", art.title))
     label = pick_label(entity.get("labels") or {}, lang) or title

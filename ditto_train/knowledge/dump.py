@@ -1,8 +1,8 @@
 """Offline Wikidata: candidates and entities from a JSON dump subset.
 
 Accepted layouts: the official dump format (a JSON array with one entity per line, lines ending in ``,``) and
-plain JSONL of entities; optionally ``.gz`` or ``.bz2`` compressed. The file is read twice, streaming: the first
-pass keeps only labels (to verbalise claims) and the candidate ranking, the second keeps the selected
+plain JSONL of entities; optionally ``.gz`` or ``.bz2`` compressed. The file is read twice, streaming: the
+first pass keeps only labels (to verbalise claims) and the candidate ranking, the second keeps the selected
 entities. Property and value labels come from entities present in the subset; anything else stays an id, so
 include the property entities (``P31``, ``P106``, …) in the subset for readable claims.
 """
@@ -64,9 +64,9 @@ def _has_zh(values: dict[str, Any]) -> bool:
     return any(isinstance(values.get(c), dict) and values[c].get("value") for c in LANG_CHAIN["zh"])
 
 
-def scan_dump(path: Path, classes: list[str], top_n: int, min_sitelinks: int = 0) -> tuple[
-    list[list[Candidate]], dict[str, dict[str, str]]
-]:
+def scan_dump(
+    path: Path, classes: list[str], top_n: int, min_sitelinks: int = 0
+) -> tuple[list[list[Candidate]], dict[str, dict[str, str]]]:
     """First pass: per-class candidate lists (ranked, top ``top_n``) and the label table of all entities."""
     labels: dict[str, dict[str, str]] = {}
     per_class: dict[str, list[Candidate]] = {c: [] for c in classes}
@@ -82,10 +82,10 @@ def scan_dump(path: Path, classes: list[str], top_n: int, min_sitelinks: int = 0
         if sites < min_sitelinks:
             continue
         cls = next(c for c in classes if c in hits)
-        per_class[cls].append(Candidate(ent["id"], sites, CLASS_CATEGORY.get(cls, cls), labels[ent["id"]].get("zh", "")))
-    ranked = [
-        sorted(lst, key=lambda c: (-c.sitelinks, int(c.qid[1:])))[:top_n] for lst in per_class.values()
-    ]
+        per_class[cls].append(
+            Candidate(ent["id"], sites, CLASS_CATEGORY.get(cls, cls), labels[ent["id"]].get("zh", ""))
+        )
+    ranked = [sorted(lst, key=lambda c: (-c.sitelinks, int(c.qid[1:])))[:top_n] for lst in per_class.values()]
     return ranked, labels
 
 

@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import json
 import random
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -84,7 +83,9 @@ class PoliteHttpClient:
         query = urllib.parse.urlencode(sorted((k, str(v)) for k, v in params.items()))
         return f"{url}{'&' if '?' in url else '?'}{query}"
 
-    def get_json(self, url: str, params: Mapping[str, Any] | None = None, *, accept: str = "application/json") -> Any:
+    def get_json(
+        self, url: str, params: Mapping[str, Any] | None = None, *, accept: str = "application/json"
+    ) -> Any:
         """GET ``url?params`` and return the decoded JSON body.
 
         MediaWiki errors returned with HTTP 200 (``{"error": {"code": ...}}``) are raised as
@@ -106,7 +107,9 @@ class PoliteHttpClient:
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             self.stats.failures += 1
             err = data["error"]
-            raise FetchError(f"GET {_short(full)}: API error {err.get('code')}: {str(err.get('info', ''))[:200]}")
+            raise FetchError(
+                f"GET {_short(full)}: API error {err.get('code')}: {str(err.get('info', ''))[:200]}"
+            )
         if self.cache is not None:
             self.cache.put_many([(key, {"body": body})])
         return data
@@ -145,7 +148,7 @@ class PoliteHttpClient:
                     self.stats.failures += 1
                     raise FetchError(f"GET {_short(url)}: HTTP {exc.code}", status=exc.code) from None
                 retry_after = _parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, reset mid-body
                 last = f"{type(exc).__name__}: {exc}"
@@ -153,7 +156,9 @@ class PoliteHttpClient:
                 break
             self.stats.retries += 1
             if retry_after is None:
-                retry_after = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                retry_after = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * (
+                    0.5 + random.random() / 2
+                )
             time.sleep(min(retry_after, self.backoff_max))
         self.stats.failures += 1
         raise FetchError(f"GET {_short(url)}: gave up after {self.max_retries + 1} attempts ({last})")

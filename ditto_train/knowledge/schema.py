@@ -1,10 +1,10 @@
 """The knowledge-base record: one character profile in one language.
 
 The shape follows the ``meta`` object of Ditto's released files (``label``, ``description``, ``aliases``,
-``wiki_title``, ``claims``, ``trans_claims``, ``category``, ``lang``, ``summary``, ``wiki{idx,title,content}``), plus
-the Wikidata id (``id``) and the entity's sitelink count (``sitelinks``). A role with articles in English and Chinese
-has two records, one per language, sharing ``id``; this is how the paper's pool has 3,902 English and 3,184 Chinese
-profiles.
+``wiki_title``, ``claims``, ``trans_claims``, ``category``, ``lang``, ``summary``,
+``wiki{idx,title,content}``), plus the Wikidata id (``id``) and the entity's sitelink count (``sitelinks``). A
+role with articles in English and Chinese has two records, one per language, sharing ``id``; this is how the
+paper's pool has 3,902 English and 3,184 Chinese profiles.
 
 Files written by someone else (e.g. Ditto's own ``role_meta_info_multilingual.jsonl``) may lack ``id`` and
 ``sitelinks``: ``id`` then falls back to ``wiki_title`` (else ``label``) and ``sitelinks`` to 0.
@@ -128,7 +128,9 @@ def detect_kind(path: Path) -> Literal["kb", "dump"]:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError:
-                raise DataError(f"{path}:1: neither a knowledge-base JSONL nor a Wikidata JSON dump") from None
+                raise DataError(
+                    f"{path}:1: neither a knowledge-base JSONL nor a Wikidata JSON dump"
+                ) from None
             if isinstance(obj, dict) and "claims" in obj and isinstance(obj.get("labels"), dict):
                 return "dump"
             return "kb"

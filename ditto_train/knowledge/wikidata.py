@@ -84,8 +84,13 @@ def merge_candidates(lists: Iterable[list[Candidate]]) -> list[Candidate]:
 class WikidataClient:
     """SPARQL and ``wbgetentities`` over a :class:`PoliteHttpClient`, with an in-memory label table."""
 
-    def __init__(self, http: PoliteHttpClient, *, api_url: str = DEFAULT_WIKIDATA_API,
-                 sparql_url: str = DEFAULT_SPARQL_URL) -> None:
+    def __init__(
+        self,
+        http: PoliteHttpClient,
+        *,
+        api_url: str = DEFAULT_WIKIDATA_API,
+        sparql_url: str = DEFAULT_SPARQL_URL,
+    ) -> None:
         self.http = http
         self.api_url = api_url
         self.sparql_url = sparql_url
@@ -103,15 +108,22 @@ class WikidataClient:
         return parse_sparql_candidates(data, CLASS_CATEGORY.get(class_qid, class_qid))
 
     def entities(self, ids: list[str], sitelinks: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Full entities (labels, descriptions, aliases, claims, selected sitelinks) by id; missing ids omitted."""
+        """Full entities (labels, descriptions, aliases, claims, chosen sitelinks) by id; missing ids left out."""
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
-            data = self.http.get_json(self.api_url, {
-                "action": "wbgetentities", "ids": "|".join(chunk), "format": "json", "maxlag": 5,
-                "props": "labels|descriptions|aliases|claims|sitelinks", "languages": API_LANGUAGES,
-                "sitefilter": "|".join(sitelinks),
-            })
+            data = self.http.get_json(
+                self.api_url,
+                {
+                    "action": "wbgetentities",
+                    "ids": "|".join(chunk),
+                    "format": "json",
+                    "maxlag": 5,
+                    "props": "labels|descriptions|aliases|claims|sitelinks",
+                    "languages": API_LANGUAGES,
+                    "sitefilter": "|".join(sitelinks),
+                },
+            )
             out.update(_entities_of(data))
         return out
 
@@ -120,10 +132,17 @@ class WikidataClient:
         todo = sorted(i for i in set(ids) if i not in self.labels)
         for start in range(0, len(todo), BATCH):
             chunk = todo[start : start + BATCH]
-            data = self.http.get_json(self.api_url, {
-                "action": "wbgetentities", "ids": "|".join(chunk), "props": "labels",
-                "languages": API_LANGUAGES, "format": "json", "maxlag": 5,
-            })
+            data = self.http.get_json(
+                self.api_url,
+                {
+                    "action": "wbgetentities",
+                    "ids": "|".join(chunk),
+                    "props": "labels",
+                    "languages": API_LANGUAGES,
+                    "format": "json",
+                    "maxlag": 5,
+                },
+            )
             found = _entities_of(data)
             for eid in chunk:
                 # Unknown or deleted ids get an empty entry so they are not asked for again.

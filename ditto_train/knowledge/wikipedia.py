@@ -45,10 +45,17 @@ def clean_extract(text: str) -> str:
 class WikipediaClient:
     """TextExtracts over a :class:`PoliteHttpClient`."""
 
-    def __init__(self, http: PoliteHttpClient, *, api_url: str = DEFAULT_WIKIPEDIA_API,
-                 zh_variant: str | None = "zh-cn") -> None:
+    def __init__(
+        self,
+        http: PoliteHttpClient,
+        *,
+        api_url: str = DEFAULT_WIKIPEDIA_API,
+        zh_variant: str | None = "zh-cn",
+    ) -> None:
         if "{lang}" not in api_url:
-            raise ValueError("the Wikipedia API URL must contain '{lang}', e.g. https://{lang}.wikipedia.org/w/api.php")
+            raise ValueError(
+                "the Wikipedia API URL must contain '{lang}', e.g. https://{lang}.wikipedia.org/w/api.php"
+            )
         self.http = http
         self.api_url = api_url
         self.zh_variant = zh_variant or None
@@ -56,8 +63,15 @@ class WikipediaClient:
     def article(self, lang: str, title: str) -> Article:
         """Fetch ``title`` from the ``lang`` Wikipedia (redirects followed)."""
         params: dict[str, Any] = {
-            "action": "query", "prop": "extracts", "explaintext": 1, "exsectionformat": "wiki",
-            "redirects": 1, "titles": title, "format": "json", "formatversion": 2, "maxlag": 5,
+            "action": "query",
+            "prop": "extracts",
+            "explaintext": 1,
+            "exsectionformat": "wiki",
+            "redirects": 1,
+            "titles": title,
+            "format": "json",
+            "formatversion": 2,
+            "maxlag": 5,
         }
         if lang == "zh" and self.zh_variant:
             params["variant"] = self.zh_variant
@@ -79,5 +93,10 @@ def parse_extract(data: Any, title: str) -> Article:
     if page.get("missing") is not None or page.get("invalid") is not None:
         return Article(0, str(page.get("title", title)), "", "", missing=True)
     content = clean_extract(str(page.get("extract") or ""))
-    return Article(int(page.get("pageid") or 0), str(page.get("title", title)), content, lead_section(content),
-                   missing=not content)
+    return Article(
+        int(page.get("pageid") or 0),
+        str(page.get("title", title)),
+        content,
+        lead_section(content),
+        missing=not content,
+    )

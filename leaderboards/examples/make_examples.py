@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -73,7 +74,7 @@ def make_runs(models: list[str], server: FakeOpenAI) -> None:
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
 
 
-def make_tables(spec: dict) -> None:
+def make_tables(spec: dict[str, Any]) -> None:
     """Render every table of ``tables.json`` in every listed format."""
     for table in spec["tables"]:
         for fmt, ext in table["formats"].items():
