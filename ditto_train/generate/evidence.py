@@ -34,7 +34,7 @@ def _terms(text: str) -> set[str]:
 def profile_facts(p: RoleProfile, budget: int) -> list[str]:
     """Candidate facts of a profile: article sentences within ``budget`` tokens, then claims."""
     article = truncate_to_tokens(p.wiki.content or p.summary, budget)
-    facts = []
+    facts: list[str] = []
     for line in article.splitlines():
         if line.strip().startswith("=="):
             continue

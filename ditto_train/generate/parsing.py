@@ -97,7 +97,7 @@ def normalise_query(text: str) -> str:
 def select_queries(
     questions: tuple[str, ...], limit: int, max_chars: int, seen: set[str]
 ) -> tuple[list[str], Counter[str]]:
-    """Keep up to ``limit`` usable questions (``seen``, the normalised keys, is updated); return (kept, drops)."""
+    """Keep up to ``limit`` usable questions and update ``seen`` (normalised keys); return (kept, drops)."""
     kept: list[str] = []
     dropped: Counter[str] = Counter()
     for q in questions:
