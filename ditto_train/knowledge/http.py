@@ -137,7 +137,7 @@ class PoliteHttpClient:
                     if resp.headers.get("Content-Encoding", "").lower() == "gzip":
                         raw = gzip.decompress(raw)
                 self.stats.bytes += len(raw)
-                text = raw.decode("utf-8")
+                text: str = raw.decode("utf-8")
                 if _is_lag_error(text):
                     last, retry_after = "API asked to slow down (maxlag/ratelimited)", 5.0
                 else:

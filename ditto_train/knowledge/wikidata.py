@@ -108,7 +108,7 @@ class WikidataClient:
         return parse_sparql_candidates(data, CLASS_CATEGORY.get(class_qid, class_qid))
 
     def entities(self, ids: list[str], sitelinks: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Full entities (labels, descriptions, aliases, claims, chosen sitelinks) by id; missing ids omitted."""
+        """Entities by id (labels, descriptions, aliases, claims, chosen sitelinks); missing ids omitted."""
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
