@@ -251,6 +251,10 @@ def test_changed_configuration_is_refused(
     # selection flags (languages, limit) are not part of the fingerprint: extending a run is a resume
     assert main(_args(fake_openai, kb, out, "--langs", "en,zh", "--limit", "3")) == 0
     assert len(_rows(out / "train.jsonl")) == 6
+    assert main(_args(fake_openai, kb, out, "--langs", "en", "--limit", "3")) == 0  # nothing left to do
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["langs"] == ["en", "zh"] and report["totals"]["sessions"] == 6  # the whole directory
+    assert report["this_run"]["already_done"] == 3 and report["this_run"]["written"] == 0
     assert main(_args(fake_openai, kb, out, "--seed", "9", "--overwrite", "--limit", "1")) == 0
     assert len(_rows(out / "train.jsonl")) == 2
 

@@ -149,3 +149,4 @@ def test_bad_kb_input_names_file_and_line(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "out.jsonl"
     assert main(["--out", str(out), "--input", str(src), "--source", "kb"]) == 2
     assert "in.jsonl:2: field 'label'" in capsys.readouterr().err
+    assert not out.exists()  # validated before anything is written

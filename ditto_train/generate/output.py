@@ -15,7 +15,6 @@ with the profile fields plus ``role_consist_cands``, ``evidence`` and ``rejectio
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -184,8 +183,3 @@ def merge_parts(out: Path, split: str, order: Mapping[tuple[str, str], int]) -> 
 def order_of(entries: list[Entry]) -> dict[tuple[str, str], int]:
     """(id, lang) → position in the knowledge base, for a deterministic merged order."""
     return {(e.id, e.lang): e.line for e in entries}
-
-
-def dumps(obj: Mapping[str, Any]) -> str:
-    """Compact JSON line."""
-    return json.dumps(obj, ensure_ascii=False)

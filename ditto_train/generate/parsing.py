@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_NOT_WORD = re.compile(r"[\W_]+")  # spaces, punctuation and symbols (Unicode-aware)
 
 # Phrases by which a reply steps out of its role. English patterns are matched case-insensitively.
 BREAK_PATTERNS_EN = [
@@ -89,9 +90,8 @@ def parse_queries(text: str | None) -> QueryParse:
 
 
 def normalise_query(text: str) -> str:
-    """Key for duplicate detection: NFKC, case-folded, without spaces and punctuation."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if not (ch.isspace() or unicodedata.category(ch).startswith("P")))
+    """Key for duplicate detection: NFKC, case-folded, without spaces, punctuation and symbols."""
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def select_queries(

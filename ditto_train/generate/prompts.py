@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,14 @@ from harness.types import ChatMessage
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates"
 TEMPLATE_KINDS = ("query_sim", "response_sim", "evidence", "intro", "profile")
 MAX_ALIASES = 8
+VIEW_CACHE = 512  # profile views kept: a session renders its role's view 7-13 times
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
 def approx_tokens(text: str) -> int:
     """Rough token count: CJK characters count one each, other characters a quarter each."""
+    if text.isascii():  # fast path for English
+        return (len(text) + 3) // 4
     cjk = len(_CJK.findall(text))
     return cjk + (len(text) - cjk + 3) // 4
 
@@ -125,6 +129,19 @@ class Prompts:
         self.t = templates
         self.profile_tokens = profile_tokens
         self.max_claims = max_claims
+        self._views: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
+
+    def _view(self, p: RoleProfile, budget: int) -> dict[str, Any]:
+        """``profile_view`` memoised per (role, language, budget), least recently used evicted."""
+        key = (p.id, p.lang, budget)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = profile_view(p, budget, self.max_claims)
+            if len(self._views) > VIEW_CACHE:
+                self._views.popitem(last=False)
+        else:
+            self._views.move_to_end(key)
+        return view
 
     def _render(self, kind: str, lang: str, **ctx: Any) -> str:
         try:
@@ -139,17 +156,15 @@ class Prompts:
         text = self._render(
             "query_sim",
             a.lang,
-            a=profile_view(a, half, self.max_claims),
-            b=profile_view(b, half, self.max_claims),
+            a=self._view(a, half),
+            b=self._view(b, half),
             n=n,
         )
         return [{"role": "user", "content": text}]
 
     def response(self, a: RoleProfile, query: str) -> list[ChatMessage]:
         """T_R(a, q): an in-character answer with ``a``'s whole (cut) profile in context."""
-        text = self._render(
-            "response_sim", a.lang, c=profile_view(a, self.profile_tokens, self.max_claims), query=query
-        )
+        text = self._render("response_sim", a.lang, c=self._view(a, self.profile_tokens), query=query)
         return [{"role": "user", "content": text}]
 
     def evidence(self, a: RoleProfile, query: str, response: str) -> list[ChatMessage]:
@@ -157,7 +172,7 @@ class Prompts:
         text = self._render(
             "evidence",
             a.lang,
-            c=profile_view(a, self.profile_tokens, self.max_claims),
+            c=self._view(a, self.profile_tokens),
             query=query,
             response=response,
         )

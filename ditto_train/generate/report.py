@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ditto_train.generate.config import FILTER_KEYS, USAGE_KEYS
-from ditto_train.generate.output import part_path
+from ditto_train.generate.output import LANG_ORDER, part_path
 from ditto_train.generate.runner import RunStats
 from ditto_train.knowledge.jsonl import iter_complete_lines
 
@@ -75,10 +75,16 @@ def build_report(
     merged: tuple[Path, int],
 ) -> dict[str, Any]:
     """The ``report.json`` document."""
-    tot = totals(out, split, langs)
+    # Languages of earlier runs into the same directory count too: the merged file holds them.
+    present = tuple(
+        lang
+        for lang in LANG_ORDER
+        if lang in langs or part_path(out, split, lang).exists() or part_path(out, split, lang, True).exists()
+    )
+    tot = totals(out, split, present)
     return {
         "split": split,
-        "langs": list(langs),
+        "langs": list(present),
         "output": merged[0].name,
         "output_lines": merged[1],
         "totals": tot["all"],

@@ -197,6 +197,8 @@ def build_profile(
 def copy_kb(src: Path, out: Path, langs: tuple[Lang, ...], limit: int | None) -> CollectStats:
     """Re-slice an existing KB JSONL (validated line by line) into ``out``, resumably."""
     stats = CollectStats()
+    for _ in iter_kb(src):  # validate every line first: a bad line must not leave a half-written copy
+        pass
     done, kept = done_state(out)
     stats.roles_done_before = len(kept)
     roles_seen: set[str] = set()
