@@ -21,6 +21,7 @@ import httpx2
 import openai
 
 from harness.cache import ResponseCache, cache_key, sample_key
+from harness.lean_openai import LeanAsyncOpenAI
 from harness.types import ChatMessage, Completion, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -97,17 +98,19 @@ class ChatClient:
         self.retries = 0
         self._timeout = timeout
         self._api_key = api_key or "EMPTY"  # local servers ignore it; never stored anywhere
-        self._client: openai.AsyncOpenAI | None = None
+        self._client: LeanAsyncOpenAI | None = None
         self._sem: asyncio.Semaphore | None = None
 
-    def _ensure(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+    def _ensure(self) -> tuple[LeanAsyncOpenAI, asyncio.Semaphore]:
         if self._client is None or self._sem is None:
-            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            limits = httpx2.Limits(
+                max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+            )
             try:
                 http_client: Any = openai.DefaultAioHttpClient(timeout=self._timeout)
             except Exception:  # aiohttp missing: fall back to the default transport
                 http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self._timeout)
-            self._client = openai.AsyncOpenAI(
+            self._client = LeanAsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key,
                 max_retries=0,

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from harness.progress import out_console
 
-
 _SHORT = {
     "parse_error": "parse_err", "api_error": "api_err", "turns_no_verdict": "no_verdict",
     "turns_api_error": "api_err_turns", "turns_pending": "pending", "turns_scored": "scored",

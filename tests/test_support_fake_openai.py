@@ -273,3 +273,35 @@ def test_standalone_process_server() -> None:
         client = OpenAI(base_url=base_url, api_key=SECRET, max_retries=0, timeout=10)
         r = client.chat.completions.create(model="m", messages=HELLO, n=2)  # type: ignore[arg-type]
         assert len(r.choices) == 2
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_standalone_server_with_realistic_judge_verdicts(lang: str) -> None:
+    """The benchmark's responder answers every real judge prompt with completions our parsers read."""
+    from judges.parsers import parse_consistency, parse_knowledge, parse_rejection
+    from judges.render import render_judge_prompt
+
+    label = "Ada Lovelace" if lang == "en" else "李白"
+    common = {"query": "Who are you?", "reply": "I am who I am."}
+    prompts = {
+        "consistency": render_judge_prompt("consistency", lang, candidates=[label, "Other B"], **common),
+        "rejection": render_judge_prompt("rejection", lang, label=label, **common),
+        "knowledge": render_judge_prompt(
+            "knowledge", lang, label=label, summary="A person.", evidence="- a fact", **common
+        ),
+    }
+    parse = {
+        "consistency": lambda t: parse_consistency(t, lang),
+        "rejection": parse_rejection,
+        "knowledge": parse_knowledge,
+    }
+    with run_fake_openai_process(responder="tests.wre_support:realistic_verdicts") as base_url:
+        client = OpenAI(base_url=base_url, api_key=SECRET, max_retries=0, timeout=10)
+        for metric, prompt in prompts.items():
+            r = client.chat.completions.create(  # type: ignore[call-overload]
+                model="judge", messages=[{"role": "user", "content": prompt}], n=3
+            )
+            results = [parse[metric](c.message.content) for c in r.choices]
+            assert [p.status for p in results] == ["ok"] * 3, (metric, results)
+            if metric == "consistency":
+                assert {p.value for p in results} == {label}

@@ -44,3 +44,23 @@ def scripted_judge(
         raise AssertionError(f"no scripted verdict for a {metric} prompt")
 
     return respond
+
+
+def realistic_verdicts(body: dict[str, Any]) -> list[str]:
+    """Responder with judge-shaped completions for any WikiRoleEval judge prompt (benchmarks, smoke runs).
+
+    Consistency names the first listed candidate after a short analysis; knowledge ends with a score line;
+    rejection answers a bare digit. Three samples differ slightly so reducers see real tallies.
+    """
+    prompt = body["messages"][-1]["content"]
+    metric = metric_of(prompt)
+    if metric == "consistency":
+        zh = "[候选角色开始]" in prompt
+        block = prompt.split("[候选角色开始]" if zh else "[Candidates Start]", 1)[1]
+        first = next(line[2:].strip() for line in block.splitlines() if line.startswith("- "))
+        tail = f"最符合的角色为[{first}]" if zh else f"The most suitable role is [{first}]"
+        return [f"The reply's era, tone and facts fit one candidate best.\n{tail}"] * 3
+    if metric == "knowledge":
+        analysis = "The reply uses the tips accurately and adds plausible detail."
+        return [f"{analysis}\n{score}" for score in ("7", "8", "Score: 7")]
+    return ["0", "0", "1"]

@@ -361,6 +361,20 @@ class FakeOpenAI:
         }
 
 
+def _import_responder(spec: str) -> Responder:
+    """``package.module:function`` with the repository root importable (this file runs as a script)."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    fn = getattr(importlib.import_module(module_name), attr)
+    if not callable(fn):
+        raise SystemExit(f"--responder {spec}: not callable")
+    return fn  # type: ignore[no-any-return]
+
+
 def serve_forever_cli(argv: list[str] | None = None) -> int:
     """Run the fake server as a standalone process until SIGTERM/SIGINT.
 
@@ -369,6 +383,10 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="TCP port (0 = pick a free one)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each request sleeps")
+    parser.add_argument(
+        "--responder", default=None, metavar="MODULE:FUNCTION",
+        help="responder to import (module path relative to the repository root); default echoes the user",
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -377,7 +395,10 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = FakeOpenAI(latency=args.latency).start(port=args.port)
+    server = FakeOpenAI(latency=args.latency)
+    if args.responder:
+        server.set_responder(_import_responder(args.responder))
+    server.start(port=args.port)
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     try:
@@ -390,9 +411,16 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def run_fake_openai_process(latency: float = 0.0, start_timeout: float = 30.0) -> Iterator[str]:
-    """Run the server in a separate Python process (own GIL); yield its base URL, terminate on exit."""
+def run_fake_openai_process(
+    latency: float = 0.0, start_timeout: float = 30.0, responder: str | None = None
+) -> Iterator[str]:
+    """Run the server in a separate Python process (own GIL); yield its base URL, terminate on exit.
+
+    ``responder`` is a ``module:function`` spec imported by the child (see ``serve_forever_cli``).
+    """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--port", "0", "--latency", str(latency)]
+    if responder:
+        cmd += ["--responder", responder]
     # stderr goes to a file, not a pipe nobody reads, so a chatty server can never block on it.
     with tempfile.TemporaryFile() as err_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, text=True)
