@@ -22,8 +22,14 @@ def _generation(journal: Journal, s: Session, turn: int) -> dict[str, Any]:
     g = journal.gens.get((s.task, s.session_id, turn))
     if g is None:
         return {"status": "pending"}
-    keys = ("status", "error", "sent_messages", "system_merged", "trimmed_turns", "truncated", "cached", "gen_kwargs")
-    return {k: g.get(k) for k in keys}
+    keys = (
+        "status", "error", "sent_messages", "system_merged", "trimmed_turns", "truncated", "cached",
+        "gen_kwargs",
+    )
+    out = {k: g.get(k) for k in keys}
+    if "raw_text" in g:  # the backend's text before the task's post-processing (e.g. MT-Bench's strip)
+        out["raw_text"] = g["raw_text"]
+    return out
 
 
 def build_records(
@@ -156,7 +162,9 @@ def rescore_records(run_dir: Path, *, n_boot: int | None = None) -> dict[str, An
     run_json = json.loads(run_path.read_text(encoding="utf-8"))
     cfg = run_json.get("config", {})
     tasks = {
-        name: get_task(name, shuffle_candidates=bool(cfg.get("shuffle_candidates")), seed=int(cfg.get("seed", 1234)))
+        name: get_task(
+            name, shuffle_candidates=bool(cfg.get("shuffle_candidates")), seed=int(cfg.get("seed", 1234))
+        )
         for name in run_json["spec"]["tasks"]
     }
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in tasks}

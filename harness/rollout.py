@@ -53,14 +53,24 @@ def replies_so_far(journal: Journal, session: Session) -> list[str]:
     return out
 
 
-def gen_entry(session: Session, turn: int, res: GenerationResult, gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+def final_reply(session: Session, res: GenerationResult, *, local: bool) -> str | None:
+    """The reply as stored and sent back as history (stripped where the task asks it for local models)."""
+    if not res.ok or res.text is None:
+        return None
+    return res.text.strip() if local and session.strip_local_replies else res.text
+
+
+def gen_entry(
+    session: Session, turn: int, res: GenerationResult, gen_kwargs: Mapping[str, Any], *, text: str | None
+) -> dict[str, Any]:
+    """Journal entry of one generated turn; ``raw_text`` keeps the backend's text when ``text`` differs."""
+    entry: dict[str, Any] = {
         "k": "gen",
         "task": session.task,
         "sid": session.session_id,
         "turn": turn,
         "status": "ok" if res.ok else "error",
-        "text": res.text if res.ok else None,
+        "text": text if res.ok else None,
         "error": None if res.ok else (res.error or "no text"),
         "sent_messages": res.sent_messages,
         "system_merged": res.system_merged,
@@ -69,6 +79,9 @@ def gen_entry(session: Session, turn: int, res: GenerationResult, gen_kwargs: Ma
         "cached": res.cached,
         "gen_kwargs": dict(gen_kwargs),
     }
+    if res.ok and text != res.text:
+        entry["raw_text"] = res.text
+    return entry
 
 
 def pending_turns(sessions: Sequence[Session], journal: Journal) -> int:
@@ -110,9 +123,10 @@ def rollout(
                 convs, gks, seed=seed + turn, on_progress=lambda k: progress.advance(bar, k)
             )
             for s, res, gk in zip(batch, results, gks, strict=True):
-                journal.append(gen_entry(s, turn, res, gk))
-                if res.ok and res.text is not None:
-                    replies[s.session_id + "\0" + s.task].append(res.text)
+                text = final_reply(s, res, local=local)
+                journal.append(gen_entry(s, turn, res, gk, text=text))
+                if text is not None:
+                    replies[s.session_id + "\0" + s.task].append(text)
                     counts["generated"] += 1
                 else:
                     counts["failed"] += 1

@@ -41,6 +41,9 @@ class Session:
     gen_overrides: dict[str, Any] = field(default_factory=dict)
     given_replies: list[str] | None = None
     payload: Any = None  # the task's own item (e.g. a WikiItem); not serialised by the engine
+    # Strip surrounding whitespace from a local model's reply before it is stored and sent back as
+    # history (FastChat does this for MT-Bench's local models; API replies are kept as returned).
+    strip_local_replies: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ class Task(Protocol):
 
     def default_gen_kwargs(self) -> dict[str, Any]: ...
 
-    def judge_calls(self, session: Session, messages: Sequence[ChatMessage], turn: int) -> list[JudgeCall]: ...
+    def judge_calls(
+        self, session: Session, messages: Sequence[ChatMessage], turn: int
+    ) -> list[JudgeCall]: ...
 
     def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult: ...
 
@@ -84,7 +89,9 @@ class Task(Protocol):
 
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
 
-    def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]: ...
+    def export(
+        self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]
+    ) -> list[str]: ...
 
     def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]: ...
 

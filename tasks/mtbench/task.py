@@ -170,6 +170,7 @@ class MTBench:
             gen_overrides={"temperature": temperature_for(q), "max_gen_toks": MAX_NEW_TOKENS},
             given_replies=list(answer.turns[: len(q.turns)]) if answer is not None else None,
             payload=(_Item(q, reference, answer), answers),
+            strip_local_replies=True,  # FastChat strips a local model's output before storing it
         )
 
     # -------------------------------------------------------------------------------------------- judging
