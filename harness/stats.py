@@ -48,6 +48,23 @@ def session_bootstrap_ci(
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
+def clustered_mean(
+    pairs: Sequence[tuple[float, int]], *, seed: int, n_resamples: int = 2000
+) -> tuple[float | None, list[float] | None, int]:
+    """Turn-level mean of per-session ``(sum, count)`` pairs, its session-bootstrap 95% CI, and the count.
+
+    Mean and CI are ``None`` when no turn was scored; sessions without scored turns add nothing.
+    """
+    total = sum(c for _, c in pairs)
+    if not total:
+        return None, None, 0
+    mean = sum(s for s, _ in pairs) / total
+    ci = session_bootstrap_ci(
+        [s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_resamples
+    )
+    return mean, ci, total
+
+
 def paired_bootstrap_ci(
     diffs_sums: Sequence[float],
     counts: Sequence[float],

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness.stats import session_bootstrap_ci
+from harness.stats import clustered_mean
 from harness.types import ParseResult
 from tasks.mtbench.judge import parse_rating
 
@@ -81,16 +81,7 @@ class _Acc:
         ns: dict[str, int] = {}
         for key in keys:
             pairs = [self.per_question.get(q, {}).get(key, (0.0, 0)) for q in qids]
-            total = sum(c for _, c in pairs)
-            ns[key] = total
-            means[key] = sum(s for s, _ in pairs) / total if total else None
-            cis[key] = (
-                session_bootstrap_ci(
-                    [s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_boot
-                )
-                if total
-                else None
-            )
+            means[key], cis[key], ns[key] = clustered_mean(pairs, seed=seed, n_resamples=n_boot)
         return {"metrics": means, "ci95": cis, "n": ns}
 
 

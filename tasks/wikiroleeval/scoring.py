@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness.stats import session_bootstrap_ci
+from harness.stats import clustered_mean
 from harness.types import ParseResult
 from judges.parsers import parse_consistency, parse_knowledge, parse_rejection
 from judges.reducers import TurnVerdict, reduce_consistency, reduce_knowledge, reduce_rejection
@@ -68,7 +68,9 @@ def annotate(records: Sequence[dict[str, Any]]) -> None:
 
 
 def _empty_failures() -> dict[str, dict[str, int]]:
-    keys = ("parse_error", "api_error", "turns_no_verdict", "turns_api_error", "turns_pending", "turns_scored")
+    keys = (
+        "parse_error", "api_error", "turns_no_verdict", "turns_api_error", "turns_pending", "turns_scored"
+    )
     return {m: dict.fromkeys(keys, 0) for m in METRICS}
 
 
@@ -126,14 +128,8 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
     for split in SPLITS:
         metrics[split], ci95[split], n_scored[split] = {}, {}, {}
         for metric in METRICS:
-            pairs = sums[split][metric]
-            total = sum(c for _, c in pairs)
-            n_scored[split][metric] = total
-            metrics[split][metric] = (sum(s for s, _ in pairs) / total) if total else None
-            ci95[split][metric] = (
-                session_bootstrap_ci([s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_boot)
-                if total
-                else None
+            metrics[split][metric], ci95[split][metric], n_scored[split][metric] = clustered_mean(
+                sums[split][metric], seed=seed, n_resamples=n_boot
             )
     for cells in confusion.values():
         pos, neg = cells["tp"] + cells["fn"], cells["fp"] + cells["tn"]
