@@ -46,7 +46,10 @@ def cache_key(
 
 
 def sample_key(base: str, sample_index: int) -> str:
-    """Key of sample ``sample_index`` of the request whose sample-0 key is ``base`` (cheap: no re-hash of messages)."""
+    """Key of sample ``sample_index`` of the request whose sample-0 key is ``base``.
+
+    Cheap: derived from ``base``, so the messages are hashed once per request, not once per sample.
+    """
     return hashlib.sha256(f"{base}:{sample_index}".encode()).hexdigest()
 
 
@@ -86,7 +89,8 @@ class ResponseCache:
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
             with self._lock:
-                rows = self._conn.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk).fetchall()
+                query = f"SELECT key, value FROM responses WHERE key IN ({marks})"
+                rows = self._conn.execute(query, chunk).fetchall()
             found.update((k, v) for k, v in rows)
         out = [json.loads(found[k]) if k in found else None for k in keys]
         hits = sum(1 for v in out if v is not None)
@@ -106,7 +110,10 @@ class ResponseCache:
                 self._flush_locked()
 
     def flush(self) -> None:
-        """Commit buffered writes. A killed process loses at most the buffer; the run journal keeps the results."""
+        """Commit buffered writes.
+
+        A killed process loses at most the buffer; the run journal, not the cache, keeps the results.
+        """
         with self._lock:
             self._flush_locked()
 

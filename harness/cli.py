@@ -27,9 +27,11 @@ DELEGATED = {
 def _judge_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("judge")
     g.add_argument("--judge_model", default=None,
-                   help="judge model name (default: per task; WikiRoleEval gpt-4-1106-preview, MT-Bench gpt-4)")
+                   help="judge model name (default: per task; WikiRoleEval gpt-4-1106-preview, "
+                        "MT-Bench gpt-4)")
     g.add_argument("--judge_base_url", default="https://api.openai.com/v1",
-                   help="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (key from OPENAI_API_KEY)")
+                   help="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                        "(key from OPENAI_API_KEY)")
     g.add_argument("--judge_concurrency", type=int, default=32, help="judge requests in flight (default 32)")
     g.add_argument("--judge_samples", type=int, default=None,
                    help="samples per judgment (default: per task; WikiRoleEval 3, MT-Bench 1)")
@@ -38,7 +40,8 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge_max_tokens", type=int, default=None, help="judge max_tokens (default 2048)")
     g.add_argument("--judge_max_retries", type=int, default=6,
                    help="retries on 429/5xx/timeouts/dropped connections, honouring Retry-After (default 6)")
-    g.add_argument("--judge_timeout", type=float, default=120.0, help="seconds per judge request (default 120)")
+    g.add_argument("--judge_timeout", type=float, default=120.0,
+                   help="seconds per judge request (default 120)")
     g.add_argument("--judge_split_samples", action="store_true",
                    help="send N requests with n=1 instead of one request with n=N (endpoints without `n`)")
 
@@ -50,16 +53,20 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_path", default=None,
                    help="data file/dir (always wins over the download); TASK=PATH,... when several tasks")
     p.add_argument("--limit", type=int, default=None, help="only the first N sessions/questions of each task")
-    p.add_argument("--seed", type=int, default=1234, help="seed for generation, candidate shuffling and bootstrap")
+    p.add_argument("--seed", type=int, default=1234,
+                   help="seed for generation, candidate shuffling and bootstrap")
     p.add_argument("--shuffle_candidates", action="store_true",
-                   help="shuffle WikiRoleEval's consistency candidates per session (seeded) to measure position bias")
+                   help="shuffle WikiRoleEval's consistency candidates per session (seeded) "
+                        "to measure position bias")
     p.add_argument("--cache_path", type=Path, default=None,
                    help="SQLite response cache (default: <user cache dir>/ditto-bench/responses.sqlite)")
     p.add_argument("--no_cache", action="store_true", help="neither read nor write the response cache")
-    p.add_argument("--overwrite", action="store_true", help="replace a run with a different configuration in --output_path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run with a different configuration in --output_path")
     p.add_argument("--dry_run", action="store_true",
                    help="validate inputs, print the number of judge calls and a token estimate, call nothing")
-    p.add_argument("--bootstrap_resamples", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--bootstrap_resamples", type=int, default=2000,
+                   help="bootstrap resamples for the 95%% CIs")
     _judge_flags(p)
 
 
@@ -75,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", required=True,
                      help="lm-eval backend name: hf, vllm, local-chat-completions, openai-chat-completions")
     run.add_argument("--model_args", default=None,
-                     help="lm-eval style k=v,... e.g. pretrained=DIR,dtype=bfloat16 or model=M,base_url=URL/v1/chat/completions")
+                     help="lm-eval style k=v,... e.g. pretrained=DIR,dtype=bfloat16 or "
+                          "model=M,base_url=URL/v1/chat/completions")
     run.add_argument("--gen_kwargs", default=None,
                      help="generation overrides k=v,... (max_gen_toks, temperature, top_p, do_sample, ...)")
     _common_flags(run)
@@ -83,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     jd = sub.add_parser("judge", help="judge an existing responses file (no generation)")
     src = jd.add_mutually_exclusive_group(required=True)
     src.add_argument("--responses", type=Path,
-                     help="WikiRoleEval: test items each with a `messages` list; MT-Bench: a FastChat answer file")
+                     help="WikiRoleEval: test items each with a `messages` list; "
+                          "MT-Bench: a FastChat answer file")
     src.add_argument("--answers", dest="responses", type=Path,
                      help="alias of --responses (FastChat's model_answer/<model>.jsonl)")
     _common_flags(jd)

@@ -34,9 +34,10 @@ def print_plan(plan: Mapping[str, Mapping[str, Any]]) -> None:
         table.add_row(f, *[_fmt(p[f]) for p in plan.values()])
     out_console.print(table)
     total = sum(p["judge_requests"] for p in plan.values())
+    prompt_tokens = sum(p["est_prompt_tokens"] for p in plan.values())
+    completion_tokens = sum(p["est_completion_tokens"] for p in plan.values())
     out_console.print(
-        f"judge requests: {total}; token estimate ≈ {sum(p['est_prompt_tokens'] for p in plan.values())} prompt + "
-        f"{sum(p['est_completion_tokens'] for p in plan.values())} completion "
+        f"judge requests: {total}; token estimate ≈ {prompt_tokens} prompt + {completion_tokens} completion "
         "(≈4 ASCII chars or 1 CJK char per token; unknown replies assumed ~250 tokens, judgments ~150 tokens)"
     )
 
@@ -48,8 +49,10 @@ def print_results(results: Mapping[str, Any]) -> None:
         table = Table(title=f"{name} (v{res.get('version')})")
         nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
         if nested:
-            cols = sorted({c for v in nested.values() for c in v}, key=lambda c: list(next(iter(nested.values()))).index(c)
-                          if c in next(iter(nested.values())) else 99)
+            first = list(next(iter(nested.values())))
+            cols = sorted(
+                {c for v in nested.values() for c in v}, key=lambda c: first.index(c) if c in first else 99
+            )
             table.add_column("split")
             for c in cols:
                 table.add_column(c, justify="right")

@@ -49,7 +49,7 @@ def session_bootstrap_ci(
 
 
 def clustered_mean(
-    pairs: Sequence[tuple[float, int]], *, seed: int, n_resamples: int = 2000
+    pairs: Sequence[tuple[float, float]], *, seed: int, n_resamples: int = 2000
 ) -> tuple[float | None, list[float] | None, int]:
     """Turn-level mean of per-session ``(sum, count)`` pairs, its session-bootstrap 95% CI, and the count.
 
@@ -62,7 +62,7 @@ def clustered_mean(
     ci = session_bootstrap_ci(
         [s for s, _ in pairs], [c for _, c in pairs], seed=seed, n_resamples=n_resamples
     )
-    return mean, ci, total
+    return mean, ci, int(total)
 
 
 def paired_bootstrap_ci(

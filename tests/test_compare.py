@@ -81,8 +81,9 @@ def test_mtbench_paired_difference(fake_openai: FakeOpenAI, tmp_path: Path) -> N
         by["all"].diff == pytest.approx(8.9 - 8.4) and by["all"].n_pairs == 20 and by["all"].n_sessions == 10
     )
     assert by["turn1"].diff == pytest.approx(8.4 - 8.2) and by["turn2"].diff == pytest.approx(9.4 - 8.6)
-    lo, hi = by["all"].ci95 or [0, 0]
-    assert lo <= by["all"].diff <= hi
+    lo, hi = by["all"].ci95 or [0.0, 0.0]
+    diff = by["all"].diff
+    assert diff is not None and lo <= diff <= hi
     # the Wilcoxon test runs on per-question mean differences
     a_rows = {
         (r["question_id"], r["turn"]): r["score"]

@@ -1,4 +1,4 @@
-"""Issue 4 acceptance: a test set emitted by `ditto-bench generate --split test` is scored by `ditto-bench run`."""
+"""Issue 4 acceptance: a test set from `ditto-bench generate --split test` is scored by `ditto-bench run`."""
 
 from __future__ import annotations
 

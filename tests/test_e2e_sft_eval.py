@@ -1,4 +1,4 @@
-"""Issue 5 acceptance: `ditto-bench train` on the tiny model, then `ditto-bench run --model hf` evaluates it."""
+"""Issue 5 acceptance: `ditto-bench train` on the tiny model, then `ditto-bench run --model hf` scores it."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def _verdicts(a: dict[str, Any], b: dict[str, Any]) -> dict[tuple[str, str], lis
         ("consistency", pa[1]): [ans.format(GOLD_A), ans.format("Hercule Poirot"), "I cannot decide."],
         ("consistency", pa[2]): ["no verdict here", "", "The most suitable role is"],
         ("consistency", pa[3]): [ans.format("sherlock holmes"), ans.format(GOLD_A), ans.format(GOLD_A)],
-        # session A, rejection vs labels [0,0,1,0]: pred 0 -> 1; tie 1/0 first seen 1 -> 0; 1 -> 1; none -> excluded
+        # session A, rejection vs labels [0,0,1,0]:
+        # pred 0 -> 1; tie 1/0 first seen 1 -> 0; 1 -> 1; none -> excluded
         ("rejection", pa[0]): ["0", "0", "1"],
         ("rejection", pa[1]): ["1", "garbage", "0"],
         ("rejection", pa[2]): ["1", "1", "1"],
@@ -49,7 +50,8 @@ def _verdicts(a: dict[str, Any], b: dict[str, Any]) -> dict[tuple[str, str], lis
         ("consistency", pb[0]): [zh.format(GOLD_B)] * 3,
         ("consistency", pb[1]): [zh.format("薛宝钗"), zh.format(GOLD_B), zh.format(GOLD_B)],
         ("consistency", pb[2]): [zh.format(GOLD_B), zh.format("王熙凤"), zh.format("王熙凤")],
-        # session B, rejection vs labels [0,1,0]: 0 -> 1; 0 vs 1 -> 0 (under-refusal); 1 vs 0 -> 0 (over-refusal)
+        # session B, rejection vs labels [0,1,0]:
+        # 0 -> 1; 0 vs 1 -> 0 (under-refusal); 1 vs 0 -> 0 (over-refusal)
         ("rejection", pb[0]): ["0", "0", "0"],
         ("rejection", pb[1]): ["0", "0", "1"],
         ("rejection", pb[2]): ["1", "1", "0"],
@@ -61,7 +63,11 @@ def _verdicts(a: dict[str, Any], b: dict[str, Any]) -> dict[tuple[str, str], lis
 
 
 EXPECTED = {
-    "all": {"consistency": (1 + 0.5 + 0 + 2 / 3 + 1 + 2 / 3 + 1 / 3) / 7, "knowledge": 35.5 / 6, "rejection": 3 / 6},
+    "all": {
+        "consistency": (1 + 0.5 + 0 + 2 / 3 + 1 + 2 / 3 + 1 / 3) / 7,
+        "knowledge": 35.5 / 6,
+        "rejection": 3 / 6,
+    },
     "en": {"consistency": (1 + 0.5 + 0 + 2 / 3) / 4, "knowledge": 21.5 / 3, "rejection": 2 / 3},
     "zh": {"consistency": (1 + 2 / 3 + 1 / 3) / 3, "knowledge": 14 / 3, "rejection": 1 / 3},
 }
@@ -138,7 +144,8 @@ def test_review_file_matches_official_scoring(judge_server: Any, tmp_path: Path)
     path, (a, b) = _two_sessions(tmp_path)
     judge_server.set_responder(scripted_judge(_verdicts(a, b)))
     out = tmp_path / "run"
-    assert main(["judge", "--tasks", "wikiroleeval", "--responses", str(path), *_judge_args(judge_server, out)]) == 0
+    args = ["judge", "--tasks", "wikiroleeval", "--responses", str(path), *_judge_args(judge_server, out)]
+    assert main(args) == 0
     rows: dict[str, list[Any]] = {"consistency": [], "knowledge": [], "lang": []}
     for line in (out / "ditto_review.jsonl").read_text().splitlines():
         each = json.loads(line)
@@ -180,7 +187,8 @@ def test_run_api_model_golden_and_history(judge_server: Any, tmp_path: Path) -> 
     _check_golden(out)
     model_calls = [r["body"] for r in judge_server.requests if r["body"]["model"] == "roleplayer"]
     assert len(model_calls) == 7
-    last_a = max((c for c in model_calls if c["messages"][0]["content"] == a["system"]), key=lambda c: len(c["messages"]))
+    calls_a = [c for c in model_calls if c["messages"][0]["content"] == a["system"]]
+    last_a = max(calls_a, key=lambda c: len(c["messages"]))
     assert last_a["messages"] == a["messages"][:-1]  # system unchanged + full history + last user turn
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert samples[0]["messages"] == a["messages"]

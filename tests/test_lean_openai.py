@@ -46,7 +46,7 @@ def test_bytes_post_matches_stock_request_for_every_body_and_retry_count() -> No
 
 def test_other_shapes_take_the_stock_path_and_are_not_memoised() -> None:
     stock, lean = openai.AsyncOpenAI(**CLIENT_KWARGS), LeanAsyncOpenAI(**CLIENT_KWARGS)
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"json_data": {"model": "m", "messages": []}},
         {"content": b"{}", "params": {"api-version": "2024-01-01"}},
         {"json_data": {"model": "m"}, "extra_json": {"x": 1}},

@@ -63,6 +63,7 @@ def test_full_task_loads_references(mt_dir: Path) -> None:
     task = make_full_task()
     data = task.load(mt_dir, limit=None, responses=None)
     assert len(data.sessions) == 80
+    assert isinstance(data.sha256, dict)
     assert data.sha256["reference_answer/gpt-4.jsonl"] == mt_data.REFERENCES.remote.sha256
     assert len(task.template_hashes()) == 5
     assert len(task.load(mt_dir, limit=3, responses=None).sessions) == 3
@@ -81,6 +82,7 @@ def _fastchat_tree(root: Path, mt_dir: Path) -> Path:
 def test_judge_prompts_one_level_up(tmp_path: Path, mt_dir: Path) -> None:
     bench = _fastchat_tree(tmp_path, mt_dir)
     data = make_full_task().load(bench, limit=None, responses=None)
+    assert isinstance(data.sha256, dict)
     assert data.sha256["judge_prompts.jsonl"] == mt_data.JUDGE_PROMPTS.remote.sha256
 
 

@@ -46,8 +46,8 @@ def _records() -> list[dict[str, Any]]:
 def test_show_result_semantics_and_failures() -> None:
     recs = _records()
     res = aggregate(recs, seed=0, n_boot=200)
-    t1 = [8, 9, 8.5, 2, 4]
-    t2 = [6, 10]
+    t1: list[float] = [8, 9, 8.5, 2, 4]
+    t2: list[float] = [6, 10]
     assert res["metrics"]["turn1"] == pytest.approx(sum(t1) / 5)
     assert res["metrics"]["turn2"] == pytest.approx(sum(t2) / 2)
     # "both turns" is the mean over all valid rows, not the mean of the two turn means

@@ -79,7 +79,7 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
     annotate(records)
     failures = _empty_failures()
     # per split and metric: per-session (sum, count) of scored turn values
-    sums: dict[str, dict[str, list[tuple[float, int]]]] = {s: {m: [] for m in METRICS} for s in SPLITS}
+    sums: dict[str, dict[str, list[tuple[float, float]]]] = {s: {m: [] for m in METRICS} for s in SPLITS}
     confusion = {s: {"tp": 0, "fn": 0, "fp": 0, "tn": 0} for s in SPLITS}
     by_pos: dict[int, list[float]] = {}
     n_turns = 0

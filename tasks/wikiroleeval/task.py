@@ -11,7 +11,13 @@ from harness.runrecord import atomic_write_jsonl
 from harness.task import JudgeCall, JudgeSettings, Session, TaskData
 from harness.types import ChatMessage, ParseResult
 from judges.render import render_judge_prompt, template_hashes
-from tasks.wikiroleeval.data import WikiItem, file_sha256, is_gold_candidate, load_wikiroleeval, resolve_data_path
+from tasks.wikiroleeval.data import (
+    WikiItem,
+    file_sha256,
+    is_gold_candidate,
+    load_wikiroleeval,
+    resolve_data_path,
+)
 from tasks.wikiroleeval.scoring import aggregate, parse_sample
 
 REVIEW_FILE = "ditto_review.jsonl"
