@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.backends import load_backend
-from harness.backends.base import ChatBackend
+from harness.backends.base import ChatBackend, parse_kv_args, redact_args
+from harness.backends.lmeval import validate_backend
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.errors import ConfigError
 from harness.journal import Journal
-from harness.judging import judge, plan_calls
+from harness.judging import judge, judge_calls_for, plan_calls
 from harness.progress import console
 from harness.records import build_records, finalize_run
 from harness.rollout import pending_turns, rollout
@@ -137,13 +138,9 @@ def dry_run(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskD
         calls = prompt_tokens = 0
         for s in datas[name].sessions:
             replies = s.given_replies or [assumed_reply] * len(s.prompts)
-            msgs: list[Any] = [{"role": "system", "content": s.system}] if s.system is not None else []
-            for t, r in enumerate(replies):
-                msgs += [{"role": "user", "content": s.prompts[t]}, {"role": "assistant", "content": r}]
-            for t in range(len(replies)):
-                for call in task.judge_calls(s, msgs, t):
-                    calls += 1
-                    prompt_tokens += sum(estimate_tokens(m["content"]) for m in call.messages)
+            for call in judge_calls_for(task, s, replies):
+                calls += 1
+                prompt_tokens += sum(estimate_tokens(m["content"]) for m in call.messages)
         requests = calls * (js.samples if cfg.judge_split_samples else 1)
         plan[name] = {
             "sessions": len(datas[name].sessions),
@@ -163,16 +160,9 @@ def execute(cfg: RunConfig) -> int:
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":
-        from harness.backends.base import parse_kv_args, redact_args
-        from harness.backends.lmeval import validate_backend
-
         assert cfg.model is not None
         validate_backend(cfg.model, cfg.model_args)  # a typo must not leave a half-made run directory
-
-        backend_spec: dict[str, Any] = {
-            "model": cfg.model,
-            "model_args": redact_args(parse_kv_args(cfg.model_args, "--model_args")),
-        }
+        backend_spec: dict[str, Any] = {"model": cfg.model, "model_args": _public_model_args(cfg)}
     else:
         assert cfg.responses is not None
         backend_spec = {"responses": str(cfg.responses), "responses_sha256": datas[cfg.tasks[0]].sha256}
@@ -272,10 +262,13 @@ def _public_config(cfg: RunConfig) -> dict[str, Any]:
         elif isinstance(v, dict):
             out[k] = {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
     if out.get("model_args"):
-        from harness.backends.base import parse_kv_args, redact_args
-
-        out["model_args"] = redact_args(parse_kv_args(cfg.model_args, "--model_args"))
+        out["model_args"] = _public_model_args(cfg)
     return json.loads(json.dumps(out, default=str))
+
+
+def _public_model_args(cfg: RunConfig) -> dict[str, Any]:
+    """``--model_args`` as a dict with secret-looking values redacted (safe for run records and logs)."""
+    return redact_args(parse_kv_args(cfg.model_args, "--model_args"))
 
 
 def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
@@ -284,7 +277,3 @@ def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
 
     summary = rescore_records(run_dir, n_boot=n_boot)
     return report_exit(summary)
-
-
-def sessions_of(datas: Mapping[str, TaskData]) -> Sequence[Session]:
-    return [s for d in datas.values() for s in d.sessions]

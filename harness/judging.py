@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ class PlannedCall:
 
 
 def conversation_with_replies(session: Session, replies: Sequence[str]) -> list[ChatMessage]:
+    """The conversation the judge sees: system (if any), then a (user, assistant) pair per reply."""
     msgs: list[ChatMessage] = []
     if session.system is not None:
         msgs.append({"role": "system", "content": session.system})
@@ -32,23 +33,27 @@ def conversation_with_replies(session: Session, replies: Sequence[str]) -> list[
     return msgs
 
 
-def plan_calls(tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal) -> tuple[
-    list[PlannedCall], int
-]:
+def judge_calls_for(task: Task, session: Session, replies: Sequence[str]) -> Iterator[JudgeCall]:
+    """Every judge call of every replied turn of ``session``, in turn order (for the run and the plan)."""
+    msgs = conversation_with_replies(session, replies)
+    for turn in range(len(replies)):
+        yield from task.judge_calls(session, msgs, turn)
+
+
+def plan_calls(
+    tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal
+) -> tuple[list[PlannedCall], int]:
     """All judge calls of generated turns; returns (pending calls, number already done)."""
     pending: list[PlannedCall] = []
     done = 0
     for name, task in tasks.items():
         for s in sessions[name]:
-            replies = replies_so_far(journal, s)
-            msgs = conversation_with_replies(s, replies)
-            for turn in range(len(replies)):
-                for call in task.judge_calls(s, msgs, turn):
-                    entry = journal.judges.get((name, s.session_id, turn, call.metric))
-                    if entry is not None and entry.get("status") == "ok":
-                        done += 1
-                    else:
-                        pending.append(PlannedCall(name, s, call))
+            for call in judge_calls_for(task, s, replies_so_far(journal, s)):
+                entry = journal.judges.get((name, s.session_id, call.turn, call.metric))
+                if entry is not None and entry.get("status") == "ok":
+                    done += 1
+                else:
+                    pending.append(PlannedCall(name, s, call))
     return pending, done
 
 
@@ -73,33 +78,6 @@ def judge_entry(p: PlannedCall, result: Any) -> dict[str, Any]:
     }
 
 
-async def _run(
-    calls: Sequence[PlannedCall],
-    clients: Mapping[str, ChatClient],
-    settings: Mapping[str, JudgeSettings],
-    journal: Journal,
-    done: int,
-) -> dict[str, int]:
-    counts = {"ok": 0, "api_error": 0}
-    with make_progress() as progress:
-        bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
-
-        async def one(p: PlannedCall) -> None:
-            js = settings[p.task]
-            params = SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens)
-            result = await clients[p.task].complete(p.call.messages, params, n=js.samples)
-            journal.append(judge_entry(p, result))
-            counts[result.status] += 1
-            progress.advance(bar)
-
-        try:
-            await asyncio.gather(*(one(p) for p in calls))
-        finally:
-            for client in {id(c): c for c in clients.values()}.values():
-                await client.aclose()
-    return counts
-
-
 def judge(
     calls: Sequence[PlannedCall],
     clients: Mapping[str, ChatClient],
@@ -108,6 +86,27 @@ def judge(
     done: int,
 ) -> dict[str, int]:
     """Run all pending judge calls; returns ``{"ok": n, "api_error": n}`` for this invocation."""
+    counts = {"ok": 0, "api_error": 0}
     if not calls:
-        return {"ok": 0, "api_error": 0}
-    return asyncio.run(_run(calls, clients, settings, journal, done))
+        return counts
+
+    async def run_all() -> None:
+        with make_progress() as progress:
+            bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
+
+            async def one(p: PlannedCall) -> None:
+                js = settings[p.task]
+                params = SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens)
+                result = await clients[p.task].complete(p.call.messages, params, n=js.samples)
+                journal.append(judge_entry(p, result))
+                counts[result.status] += 1
+                progress.advance(bar)
+
+            try:
+                await asyncio.gather(*(one(p) for p in calls))
+            finally:
+                for client in {id(c): c for c in clients.values()}.values():
+                    await client.aclose()
+
+    asyncio.run(run_all())
+    return counts

@@ -43,7 +43,7 @@ def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 
 
 def trim_history(messages: list[ChatMessage], drop_pairs: int) -> list[ChatMessage]:
-    """Drop the ``drop_pairs`` oldest (user, assistant) pairs, keeping any system message and the last user turn."""
+    """Drop the ``drop_pairs`` oldest (user, assistant) pairs; the system message and last user turn stay."""
     head = [m for m in messages[:1] if m["role"] == "system"]
     body = messages[len(head) :]
     return head + body[2 * drop_pairs :]
@@ -66,7 +66,8 @@ class LmEvalChatBackend:
     def _render(self, messages: Sequence[ChatMessage]) -> str:
         tok = self.lm.tokenizer
         kwargs = dict(getattr(self.lm, "chat_template_args", None) or {})
-        return str(tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **kwargs))
+        text = tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **kwargs)
+        return str(text)
 
     def _system_supported(self) -> bool:
         if self._system_ok is None:
@@ -83,15 +84,16 @@ class LmEvalChatBackend:
     def _prepare_local(
         self, messages: Sequence[ChatMessage], max_gen: int
     ) -> tuple[str, GenerationResult]:
-        res = GenerationResult(text=None)
         msgs = list(messages)
-        if msgs and msgs[0]["role"] == "system" and not self._system_supported():
-            msgs = merge_system(msgs)
-            res.system_merged = True
+        res = GenerationResult(text=None)
+        res.system_merged = bool(msgs) and msgs[0]["role"] == "system" and not self._system_supported()
         budget = int(self.lm.max_length) - max_gen
         n_pairs = max(0, (sum(1 for m in msgs if m["role"] == "user") - 1))
         for drop in range(0, n_pairs + 1):
-            candidate = trim_history(msgs, drop) if drop else msgs
+            # Trim before merging: merged, the system text would sit in the oldest user turn and go first.
+            candidate = trim_history(msgs, drop)
+            if res.system_merged:
+                candidate = merge_system(candidate)
             prompt = self._render(candidate)
             if len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget:
                 res.trimmed_turns = drop
@@ -121,7 +123,7 @@ class LmEvalChatBackend:
                 res = GenerationResult(text=None, sent_messages=list(conv))
                 ctx: Any = self.lm.apply_chat_template(list(conv))
                 key = self._cache_key(conv, gk, seed)
-                hit = self.cache.get(key) if (self.cache is not None and key) else None
+                hit = self.cache.get(key) if self.cache is not None else None
                 if hit is not None:
                     res.text, res.cached = hit["text"], True
             else:
@@ -138,7 +140,9 @@ class LmEvalChatBackend:
         for start in range(0, len(pending), CHUNK):
             idx = pending[start : start + CHUNK]
             reqs = [
-                Instance(request_type="generate_until", doc={}, arguments=(contexts[i], dict(gen_kwargs[i])), idx=j)
+                Instance(
+                    request_type="generate_until", doc={}, arguments=(contexts[i], dict(gen_kwargs[i])), idx=j
+                )
                 for j, i in enumerate(idx)
             ]
             outs = self._call(reqs, seed + start)
@@ -149,27 +153,23 @@ class LmEvalChatBackend:
         return results
 
     def _call(self, reqs: list[Any], seed: int) -> list[str | BaseException]:
-        """Run a chunk; when the chunk fails as a whole, retry request by request to isolate failures."""
+        """Run a chunk in one lm-eval call; if that call raises, run each request of the chunk on its own.
+
+        Each request then gets its own seed (``seed + k``, its place in the chunk) and comes back as its
+        text or as the exception it raised, so one bad request becomes its turn's error state alone.
+        """
         try:
             self._seed(seed)
             return list(self.lm.generate_until(reqs, disable_tqdm=True))
         except Exception:
-            if len(reqs) == 1:
-                raise_one: list[str | BaseException] = []
-                try:
-                    self._seed(seed)
-                    raise_one.append(self.lm.generate_until(reqs, disable_tqdm=True)[0])
-                except Exception as exc:  # recorded as this turn's error state
-                    raise_one.append(exc)
-                return raise_one
-        outs: list[str | BaseException] = []
-        for k, req in enumerate(reqs):
-            try:
-                self._seed(seed + k)
-                outs.append(self.lm.generate_until([req], disable_tqdm=True)[0])
-            except Exception as exc:
-                outs.append(exc)
-        return outs
+            return [self._call_one(req, seed + k) for k, req in enumerate(reqs)]
+
+    def _call_one(self, req: Any, seed: int) -> str | BaseException:
+        try:
+            self._seed(seed)
+            return self.lm.generate_until([req], disable_tqdm=True)[0]  # type checked in _store
+        except Exception as exc:  # recorded as this turn's error state, never raised past the chunk
+            return exc
 
     def _seed(self, seed: int) -> None:
         if not self.is_api:
@@ -191,12 +191,13 @@ class LmEvalChatBackend:
             if self.cache is not None and key:
                 self.cache.put_many([(key, {"text": out})])
 
-    def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str | None:
+    def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str:
         endpoint = str(getattr(self.lm, "base_url", ""))
         model = str(getattr(self.lm, "model", ""))
-        params = {k: v for k, v in gk.items()}
-        params["seed"] = seed
-        return cache_key(kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0)
+        params = {**gk, "seed": seed}
+        return cache_key(
+            kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0
+        )
 
 
 def validate_backend(name: str, model_args: str | None) -> None:
@@ -212,7 +213,8 @@ def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
     if name in API_BACKENDS and "base_url" in args:
         if not str(args["base_url"]).rstrip("/").endswith("/chat/completions"):
             raise ConfigError(
-                f"--model_args base_url must be the full endpoint ending in /chat/completions, got {args['base_url']!r}"
+                "--model_args base_url must be the full endpoint ending in /chat/completions, "
+                f"got {args['base_url']!r}"
             )
 
 
