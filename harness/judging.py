@@ -10,9 +10,8 @@ from typing import Any
 from harness.chat_client import ChatClient, SamplingParams
 from harness.journal import Journal
 from harness.progress import make_progress
-from harness.rollout import replies_so_far
+from harness.rollout import conversation_with_replies, replies_so_far
 from harness.task import JudgeCall, JudgeSettings, Session, Task
-from harness.types import ChatMessage
 
 
 @dataclass(frozen=True)
@@ -20,17 +19,6 @@ class PlannedCall:
     task: str
     session: Session
     call: JudgeCall
-
-
-def conversation_with_replies(session: Session, replies: Sequence[str]) -> list[ChatMessage]:
-    """The conversation the judge sees: system (if any), then a (user, assistant) pair per reply."""
-    msgs: list[ChatMessage] = []
-    if session.system is not None:
-        msgs.append({"role": "system", "content": session.system})
-    for t, reply in enumerate(replies):
-        msgs.append({"role": "user", "content": session.prompts[t]})
-        msgs.append({"role": "assistant", "content": reply})
-    return msgs
 
 
 def judge_calls_for(task: Task, session: Session, replies: Sequence[str]) -> Iterator[JudgeCall]:

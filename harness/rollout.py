@@ -28,16 +28,23 @@ def normalise_gen_kwargs(gk: Mapping[str, Any], *, local: bool) -> dict[str, Any
     return out
 
 
-def conversation(session: Session, replies: Sequence[str], turn: int) -> list[ChatMessage]:
-    """History for ``turn``: system (if any), then user/assistant pairs, then the turn's user message."""
+def conversation_with_replies(session: Session, replies: Sequence[str]) -> list[ChatMessage]:
+    """System (if any), then a (user, assistant) pair per reply: what the judge sees, and turn history."""
     msgs: list[ChatMessage] = []
     if session.system is not None:
         msgs.append({"role": "system", "content": session.system})
-    for t in range(turn):
+    for t, reply in enumerate(replies):
         msgs.append({"role": "user", "content": session.prompts[t]})
-        msgs.append({"role": "assistant", "content": replies[t]})
-    msgs.append({"role": "user", "content": session.prompts[turn]})
+        msgs.append({"role": "assistant", "content": reply})
     return msgs
+
+
+def conversation(session: Session, replies: Sequence[str], turn: int) -> list[ChatMessage]:
+    """What the model is sent for ``turn``: the history of the earlier turns, then the turn's user message."""
+    return [
+        *conversation_with_replies(session, replies[:turn]),
+        {"role": "user", "content": session.prompts[turn]},
+    ]
 
 
 def replies_so_far(journal: Journal, session: Session) -> list[str]:
@@ -106,18 +113,15 @@ def rollout(
         return counts
     backend = backend_factory()
     local = is_local(backend)
-    replies = {s.session_id + "\0" + s.task: replies_so_far(journal, s) for s in todo}
+    replies = {id(s): replies_so_far(journal, s) for s in todo}  # sessions live for the whole rollout
     max_turns = max(len(s.prompts) for s in todo)
     with make_progress() as progress:
         bar = progress.add_task("rollout (turns)", total=total, completed=total - missing)
         for turn in range(max_turns):
-            batch = [
-                s for s in todo
-                if len(s.prompts) > turn and len(replies[s.session_id + "\0" + s.task]) == turn
-            ]
+            batch = [s for s in todo if len(s.prompts) > turn and len(replies[id(s)]) == turn]
             if not batch:
                 continue
-            convs = [conversation(s, replies[s.session_id + "\0" + s.task], turn) for s in batch]
+            convs = [conversation(s, replies[id(s)], turn) for s in batch]
             gks = [normalise_gen_kwargs(gen_kwargs_for(s), local=local) for s in batch]
             results = backend.generate(
                 convs, gks, seed=seed + turn, on_progress=lambda k: progress.advance(bar, k)
@@ -126,7 +130,7 @@ def rollout(
                 text = final_reply(s, res, local=local)
                 journal.append(gen_entry(s, turn, res, gk, text=text))
                 if text is not None:
-                    replies[s.session_id + "\0" + s.task].append(text)
+                    replies[id(s)].append(text)
                     counts["generated"] += 1
                 else:
                     counts["failed"] += 1
