@@ -13,47 +13,24 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
 
+# The file writers live in harness.jsonl; these names stay importable from here.
+from harness.jsonl import atomic_write_json as atomic_write_json
+from harness.jsonl import atomic_write_jsonl as atomic_write_jsonl
+from harness.jsonl import atomic_write_text as atomic_write_text
+from harness.jsonl import read_jsonl as read_jsonl
+
 RUN_FILES = ("run.json", "samples.jsonl", "results.json", "journal.jsonl")
 PACKAGES = (
     "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "vllm",
     "pandas", "scipy", "numpy", "jinja2", "aiohttp",
 )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
-
-
-def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open("r", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -108,7 +85,9 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool) 
     run_json = run_dir / "run.json"
     if not run_json.exists():
         if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-            raise ConfigError(f"--output_path {run_dir} exists, is not empty and holds no run.json; pass --overwrite")
+            raise ConfigError(
+                f"--output_path {run_dir} exists, is not empty and holds no run.json; pass --overwrite"
+            )
         return False
     try:
         old = json.loads(run_json.read_text(encoding="utf-8"))
@@ -148,6 +127,5 @@ def _diff_paths(old: Any, new: Any, prefix: str) -> list[str]:
         for k in sorted(set(old) | set(new), key=str):
             out += _diff_paths(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
         return out
-    return [] if json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str) else [
-        prefix or "<root>"
-    ]
+    same = json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str)
+    return [] if same else [prefix or "<root>"]

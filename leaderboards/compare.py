@@ -21,6 +21,7 @@ from typing import Any
 from scipy import stats
 
 from harness.errors import ConfigError
+from harness.jsonl import iter_jsonl
 from harness.stats import paired_bootstrap_ci
 
 
@@ -65,15 +66,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[st
     if not samples.exists():
         raise ConfigError(f"{run_dir}: not a finished run directory (samples.jsonl is missing)")
     records: dict[str, dict[str, dict[str, Any]]] = {}
-    with samples.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{samples}:{line_no}: invalid JSON: {exc.msg}") from None
-            records.setdefault(rec["task"], {})[rec["session_id"]] = rec
+    for _, rec in iter_jsonl(samples):
+        records.setdefault(rec["task"], {})[rec["session_id"]] = rec
     return run, records
 
 

@@ -15,17 +15,15 @@ with the profile fields plus ``role_consist_cands``, ``evidence`` and ``rejectio
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ditto_train.generate.kb_index import Entry
 from ditto_train.generate.session import Outcome
-from ditto_train.knowledge.jsonl import iter_complete_lines
 from ditto_train.knowledge.schema import RoleProfile
+from harness.jsonl import atomic_open, iter_complete_lines
 
 _SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s+[A-Z\"“(]|\s*$)")
 # Words whose trailing period does not end a sentence ("Dr. Watson", "J. R. R. Tolkien", "c. 1300").
@@ -160,20 +158,13 @@ def merge_parts(out: Path, split: str, order: Mapping[tuple[str, str], int]) -> 
             refs.append((li, rank, path, offset))
     refs.sort(key=lambda r: (r[0], r[1], r[3]))
     target = out / f"{split}.jsonl"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=out)
     handles: dict[Path, Any] = {}
     try:
-        with os.fdopen(fd, "wb") as dst:
+        with atomic_open(target) as dst:
             for _, _, path, offset in refs:
                 fh = handles.get(path) or handles.setdefault(path, path.open("rb"))
                 fh.seek(offset)
                 dst.write(fh.readline())
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         for fh in handles.values():
             fh.close()

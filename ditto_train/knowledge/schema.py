@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import DataError
+from harness.jsonl import decode_line, parse_object
 
 Lang = Literal["en", "zh"]
 LANGS: tuple[Lang, ...] = ("en", "zh")
@@ -74,12 +75,7 @@ class RoleProfile(BaseModel):
 
 def profile_from_json(text: str, where: str) -> RoleProfile:
     """Parse one KB line; ``where`` (``file:line``) prefixes the one-line error."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object per line")
+    obj = parse_object(text, where)
     try:
         return RoleProfile.model_validate(obj)
     except ValidationError as exc:
@@ -104,16 +100,17 @@ def iter_kb(path: Path) -> Iterator[tuple[int, int, RoleProfile]]:
             start, offset = offset, offset + len(raw)
             if not raw.endswith(b"\n"):
                 break
-            text = raw.decode("utf-8", errors="strict").strip()
+            where = f"{path}:{line_no}"
+            text = decode_line(raw, where).strip()
             if not text:
                 continue
-            yield line_no, start, profile_from_json(text, f"{path}:{line_no}")
+            yield line_no, start, profile_from_json(text, where)
 
 
 def read_profile_at(fh: Any, offset: int, where: str) -> RoleProfile:
     """Read the record starting at byte ``offset`` of an open binary KB file."""
     fh.seek(offset)
-    return profile_from_json(fh.readline().decode("utf-8"), where)
+    return profile_from_json(decode_line(fh.readline(), where), where)
 
 
 def detect_kind(path: Path) -> Literal["kb", "dump"]:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import string
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 
 from harness.datafetch import RemoteFile, Source, fetch
 from harness.errors import ConfigError, DataError
+from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
+from harness.jsonl import iter_jsonl
 
 FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
 UPSTREAM_DATA_URL = (
@@ -68,38 +69,27 @@ class BenchFile:
     remote: RemoteFile
 
 
-QUESTIONS = BenchFile(
-    key="question.jsonl",
-    upstream_path="mt_bench/question.jsonl",
-    local_paths=("question.jsonl",),
-    remote=RemoteFile(
-        name="mt_bench-question.jsonl",
-        sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
-        size=48929,
-        sources=(),
-    ),
+def _bench_file(upstream_path: str, sha256: str, size: int, *also_at: str) -> BenchFile:
+    """Describe an upstream file: its key is the path below ``mt_bench/`` and its cache name the whole
+    upstream path with ``/`` turned into ``-``; ``also_at`` adds places to look in ``--data_path``."""
+    key = upstream_path.removeprefix("mt_bench/")
+    remote = RemoteFile(name=upstream_path.replace("/", "-"), sha256=sha256, size=size, sources=())
+    return BenchFile(key=key, upstream_path=upstream_path, local_paths=(key, *also_at), remote=remote)
+
+
+QUESTIONS = _bench_file(
+    "mt_bench/question.jsonl", "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7", 48929
 )
-JUDGE_PROMPTS = BenchFile(
-    key="judge_prompts.jsonl",
-    upstream_path="judge_prompts.jsonl",
-    local_paths=("judge_prompts.jsonl", "../judge_prompts.jsonl"),
-    remote=RemoteFile(
-        name="judge_prompts.jsonl",
-        sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
-        size=10449,
-        sources=(),
-    ),
+JUDGE_PROMPTS = _bench_file(
+    "judge_prompts.jsonl",
+    "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+    10449,
+    "../judge_prompts.jsonl",  # upstream keeps it one level above mt_bench/
 )
-REFERENCES = BenchFile(
-    key="reference_answer/gpt-4.jsonl",
-    upstream_path="mt_bench/reference_answer/gpt-4.jsonl",
-    local_paths=("reference_answer/gpt-4.jsonl",),
-    remote=RemoteFile(
-        name="mt_bench-reference_answer-gpt-4.jsonl",
-        sha256="f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
-        size=51109,
-        sources=(),
-    ),
+REFERENCES = _bench_file(
+    "mt_bench/reference_answer/gpt-4.jsonl",
+    "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+    51109,
 )
 BENCH_FILES = (QUESTIONS, JUDGE_PROMPTS, REFERENCES)
 
@@ -160,15 +150,6 @@ def canonical_sha256(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 16):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fastchat_model_name(path: Path) -> str:
     """FastChat names a model after its answer file: ``os.path.basename(filename)[:-6]`` (drops
     ``.jsonl``)."""
@@ -218,32 +199,6 @@ def check_data_dir(data_path: Path | None) -> Path | None:
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)``; blank lines are skipped but counted."""
-    try:
-        content = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    for line_no, raw in enumerate(content.split(b"\n"), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start})") from None
-        if line_no == 1:
-            text = text.removeprefix("\ufeff")
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{line_no}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-        yield line_no, obj
-
-
 def _int_id(obj: dict[str, Any], where: str) -> int:
     qid = obj.get("question_id")
     if isinstance(qid, bool) or not isinstance(qid, int):
@@ -261,7 +216,7 @@ def load_questions(path: Path) -> list[Question]:
     """Load and validate ``question.jsonl`` (unique integer ids, a category, one or two string turns)."""
     out: list[Question] = []
     seen: dict[int, int] = {}
-    for line_no, obj in _iter_jsonl(path):
+    for line_no, obj in iter_jsonl(path):
         where = f"{path}:{line_no}"
         qid = _int_id(obj, where)
         if qid in seen:
@@ -285,7 +240,7 @@ def load_questions(path: Path) -> list[Question]:
 def load_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
     """Load ``judge_prompts.jsonl`` keyed by name (a later record with the same name wins, as in FastChat)."""
     out: dict[str, JudgePrompt] = {}
-    for line_no, obj in _iter_jsonl(path):
+    for line_no, obj in iter_jsonl(path):
         where = f"{path}:{line_no}"
         values: dict[str, str] = {}
         for key in ("name", "type", "system_prompt", "prompt_template", "output_format"):
@@ -321,7 +276,7 @@ def check_single_prompt(prompt: JudgePrompt, *, multi_turn: bool, source: Path) 
 def load_references(path: Path) -> dict[int, tuple[str, ...]]:
     """Load reference answers (``choices[0].turns`` per question; the last record per id wins)."""
     out: dict[int, tuple[str, ...]] = {}
-    for line_no, obj in _iter_jsonl(path):
+    for line_no, obj in iter_jsonl(path):
         where = f"{path}:{line_no}"
         out[_int_id(obj, where)] = _choice_turns(obj, where)
     return out
@@ -339,7 +294,7 @@ def load_answers(path: Path) -> AnswerFile:
     path = Path(path)
     answers: dict[int, Answer] = {}
     duplicates: dict[int, int] = {}
-    for line_no, obj in _iter_jsonl(path):
+    for line_no, obj in iter_jsonl(path):
         where = f"{path}:{line_no}"
         qid = _int_id(obj, where)
         turns = _choice_turns(obj, where)

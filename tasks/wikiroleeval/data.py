@@ -19,7 +19,6 @@ the same sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import unicodedata
@@ -30,6 +29,8 @@ from urllib.parse import urlsplit
 
 from harness.datafetch import RemoteFile, Source, fetch
 from harness.errors import ConfigError, DataError
+from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
+from harness.jsonl import iter_jsonl, json_type
 
 MIRRORS_ENV = "DITTO_BENCH_WIKIROLEEVAL_MIRRORS"
 
@@ -88,15 +89,6 @@ class _FieldError(Exception):
         super().__init__(f"field '{field}': {problem}")
 
 
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 16):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_gold_candidate(candidate: str, label: str) -> bool:
     """Tell whether a consistency candidate names ``label``.
 
@@ -132,28 +124,8 @@ def load_wikiroleeval(
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be >= 1 (or None for all items), got {limit}")
     path = Path(path)
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     items: list[WikiItem] = []
-    for line_no, raw_line in enumerate(content.split(b"\n"), start=1):
-        try:
-            text = raw_line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start})") from None
-        if line_no == 1:
-            text = text.removeprefix("\ufeff")
-        if not text.strip():
-            continue  # blank lines are skipped but still counted, so line numbers match an editor's
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{line_no}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{line_no}: expected a JSON object, got {_json_type(obj)}")
+    for line_no, obj in iter_jsonl(path):
         try:
             items.append(_parse_item(obj, line_no, require_messages))
         except _FieldError as exc:
@@ -191,11 +163,11 @@ def _mirror_source(url: str) -> Source:
 def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> WikiItem:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
-        raise _FieldError("meta", f"expected an object, got {_json_type(meta)}")
+        raise _FieldError("meta", f"expected an object, got {json_type(meta)}")
 
     system = _require(obj, "system")
     if not isinstance(system, str):
-        raise _FieldError("system", f"expected a string, got {_json_type(system)}")
+        raise _FieldError("system", f"expected a string, got {json_type(system)}")
     prompts = _require(obj, "prompts")
     if not isinstance(prompts, list) or not prompts:
         raise _FieldError("prompts", "must be a non-empty list of strings")
@@ -209,7 +181,7 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
         raise _FieldError(name, "must be a non-empty string")
     name, summary = _scoring_field(obj, meta, "summary")
     if not isinstance(summary, str):
-        raise _FieldError(name, f"expected a string, got {_json_type(summary)}")
+        raise _FieldError(name, f"expected a string, got {json_type(summary)}")
     name, lang = _scoring_field(obj, meta, "lang")
     if lang not in ("en", "zh"):
         raise _FieldError(name, f'expected "en" or "zh", got {_show(lang)}')
@@ -221,7 +193,7 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
 
     name, labels = _scoring_field(obj, meta, "rejection_labels")
     if not isinstance(labels, list):
-        raise _FieldError(name, f"expected a list of 0/1, got {_json_type(labels)}")
+        raise _FieldError(name, f"expected a list of 0/1, got {json_type(labels)}")
     for i, value in enumerate(labels):
         # `type(...) is int` on purpose: booleans and "0"/"1" strings are not accepted as labels.
         if type(value) is not int or value not in (0, 1):
@@ -280,17 +252,17 @@ def _scoring_field(obj: dict[str, Any], meta: dict[str, Any], key: str) -> tuple
 
 def _check_str_list(name: str, value: Any) -> None:
     if not isinstance(value, list):
-        raise _FieldError(name, f"expected a list of strings, got {_json_type(value)}")
+        raise _FieldError(name, f"expected a list of strings, got {json_type(value)}")
     for i, entry in enumerate(value):
         if not isinstance(entry, str):
-            raise _FieldError(f"{name}[{i}]", f"expected a string, got {_json_type(entry)}")
+            raise _FieldError(f"{name}[{i}]", f"expected a string, got {json_type(entry)}")
 
 
 def _check_messages(obj: dict[str, Any], prompts: list[str]) -> list[dict[str, str]]:
     """Validate ``messages``: a system message, then user/assistant pairs matching ``prompts`` one to one."""
     messages = _require(obj, "messages")
     if not isinstance(messages, list):
-        raise _FieldError("messages", f"expected a list of messages, got {_json_type(messages)}")
+        raise _FieldError("messages", f"expected a list of messages, got {json_type(messages)}")
     if not messages:
         raise _FieldError("messages", "is empty (expected a system message, then user/assistant pairs)")
     checked: list[dict[str, str]] = []
@@ -330,22 +302,6 @@ def _check_messages(obj: dict[str, Any], prompts: list[str]) -> list[dict[str, s
             f"(turn {n_assistant + 1} missing)",
         )
     return checked
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _show(value: Any) -> str:
