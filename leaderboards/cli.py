@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from harness.cli_common import command_parser, run_cli, split_list
 from harness.errors import DittoError
 from harness.progress import out_console
 from harness.runrecord import atomic_write_text
@@ -35,12 +36,11 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def leaderboard_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ditto-bench leaderboard",
-        description=(
-            "One table (rows = models) from run records: WikiRoleEval consistency / knowledge / "
-            "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2)."
-        ),
+    """The argument parser of ``ditto-bench leaderboard``."""
+    p = command_parser(
+        "leaderboard",
+        "One table (rows = models) from run records: WikiRoleEval consistency / knowledge / "
+        "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2).",
     )
     p.add_argument(
         "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories (ditto-bench run/judge)"
@@ -89,35 +89,32 @@ def leaderboard_parser() -> argparse.ArgumentParser:
 
 
 def leaderboard_main(argv: Sequence[str]) -> int:
-    """Entry point of ``ditto-bench leaderboard``."""
-    args = leaderboard_parser().parse_args(list(argv))
-    try:
-        if args.digits < 0 or args.digits > 6:
-            raise DittoError("--digits must be between 0 and 6")
-        definition = load_definition(args.definition)
-        labels = _labels(args.label)
-        runs = [read_run(r, labels.get(str(Path(r)))) for r in args.runs]
-        names = list(args.reported_set)
-        if args.reported:
-            if definition.default_reported is None:
-                raise DittoError(f"--reported: {definition.name} has no default reported set")
-            names.insert(0, definition.default_reported)
-        reported = [load_reported(definition, n) for n in dict.fromkeys(names)]
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-        board = build_board(
-            definition,
-            runs,
-            reported=reported,
-            allow_mixed=args.allow_mixed,
-            tasks=tasks,
-            title=args.title,
-            notes=args.note,
-        )
-        text = render(board, args.format, Style(digits=args.digits, ci=args.ci, failures=args.failures))
-    except DittoError as exc:
-        print(f"ditto-bench leaderboard: error: {exc}", file=sys.stderr)
-        return 2
-    _emit(text, args.out)
+    """Entry point of ``ditto-bench leaderboard``; 2 on bad input."""
+    return run_cli(leaderboard_parser(), argv, _leaderboard, error_code=2)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    if args.digits < 0 or args.digits > 6:
+        raise DittoError("--digits must be between 0 and 6")
+    definition = load_definition(args.definition)
+    labels = _labels(args.label)
+    runs = [read_run(r, labels.get(str(Path(r)))) for r in args.runs]
+    names = list(args.reported_set)
+    if args.reported:
+        if definition.default_reported is None:
+            raise DittoError(f"--reported: {definition.name} has no default reported set")
+        names.insert(0, definition.default_reported)
+    reported = [load_reported(definition, n) for n in dict.fromkeys(names)]
+    board = build_board(
+        definition,
+        runs,
+        reported=reported,
+        allow_mixed=args.allow_mixed,
+        tasks=split_list(args.tasks) if args.tasks else None,
+        title=args.title,
+        notes=args.note,
+    )
+    _emit(render(board, args.format, Style(digits=args.digits, ci=args.ci, failures=args.failures)), args.out)
     return 0
 
 
@@ -132,12 +129,11 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ditto-bench compare",
-        description=(
-            "Paired comparison of two runs on the same items: per metric, B - A with a paired "
-            "bootstrap 95%% CI (resampling sessions) and a Wilcoxon signed-rank p-value."
-        ),
+    """The argument parser of ``ditto-bench compare``."""
+    p = command_parser(
+        "compare",
+        "Paired comparison of two runs on the same items: per metric, B - A with a paired "
+        "bootstrap 95% CI (resampling sessions) and a Wilcoxon signed-rank p-value.",
     )
     p.add_argument("run_a", type=Path, metavar="RUN_A")
     p.add_argument("run_b", type=Path, metavar="RUN_B")
@@ -187,18 +183,17 @@ def _cells(r: PairedResult, digits: int) -> list[str]:
 
 
 def compare_main(argv: Sequence[str]) -> int:
-    """Entry point of ``ditto-bench compare``."""
-    args = compare_parser().parse_args(list(argv))
-    try:
-        if args.bootstrap_resamples < 1:
-            raise DittoError("--bootstrap_resamples must be >= 1")
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-        results, notes = compare_runs(
-            args.run_a, args.run_b, tasks=tasks, seed=args.seed, n_boot=args.bootstrap_resamples
-        )
-    except DittoError as exc:
-        print(f"ditto-bench compare: error: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of ``ditto-bench compare``; 2 on bad input."""
+    return run_cli(compare_parser(), argv, _compare, error_code=2)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if args.bootstrap_resamples < 1:
+        raise DittoError("--bootstrap_resamples must be >= 1")
+    tasks = split_list(args.tasks) if args.tasks else None
+    results, notes = compare_runs(
+        args.run_a, args.run_b, tasks=tasks, seed=args.seed, n_boot=args.bootstrap_resamples
+    )
     rows = [_cells(r, args.digits) for r in results]
     fmt = "md" if args.format == "table" and args.out is not None else args.format  # a file gets Markdown
     if fmt == "json":

@@ -21,13 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ditto_train.cli_common import RESPONSE_CACHE, parse_langs
 from harness import __version__
-from harness.errors import ConfigError, DittoError
+from harness.cli_common import command_parser, run_cli
+from harness.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ditto-bench generate``."""
-    p = argparse.ArgumentParser(prog="ditto-bench generate", description=__doc__.split("\n\n")[0])
+    p = command_parser("generate", __doc__.split("\n\n")[0])
     p.add_argument(
         "--supervisor",
         required=True,
@@ -57,13 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoding, lm-eval names; default do_sample=True,temperature=1.0,top_p=0.8,"
         "repetition_penalty=1.1,max_gen_toks=2048 (paper App. C)",
     )
-    p.add_argument(
-        "--cache_path",
-        type=Path,
-        default=None,
-        help="response cache (default: <user cache dir>/ditto-bench/responses.sqlite)",
-    )
-    p.add_argument("--no_cache", action="store_true", help="neither read nor write the response cache")
+    RESPONSE_CACHE.add_to(p)
     p.add_argument("--n_query_samples", type=int, default=3, help="samples per query prompt (App. C: 3)")
     p.add_argument(
         "--queries_per_type",
@@ -111,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Any:
     from ditto_train.generate.config import GenerateConfig
 
-    langs = tuple(dict.fromkeys(x.strip() for x in args.langs.split(",") if x.strip()))
-    if not langs or any(x not in ("en", "zh") for x in langs):
-        raise ConfigError(f"--langs: expected a comma-separated subset of en,zh, got {args.langs!r}")
+    langs = parse_langs(args.langs, "--langs")
     checks = [
         ("--concurrency", args.concurrency, 1),
         ("--n_query_samples", args.n_query_samples, 1),
@@ -209,8 +203,6 @@ def run(args: argparse.Namespace) -> int:
     from ditto_train.generate.report import build_report, print_report
     from ditto_train.generate.runner import Runner, select_entries
     from ditto_train.generate.supervisor import make_supervisor, parse_gen_kwargs
-    from harness.cache import ResponseCache
-    from harness.datafetch import default_cache_dir
     from harness.runrecord import atomic_write_json, environment, fingerprint, prepare_run_dir
 
     cfg = _config(args)
@@ -225,9 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{cfg.knowledge}: only {len(index.pools[lang])} {lang} roles; {cfg.split} needs >= {need}"
             )
     prompts = Prompts(templates, profile_tokens=cfg.profile_tokens, max_claims=cfg.max_claims)
-    cache = (
-        None if args.no_cache else ResponseCache(args.cache_path or default_cache_dir() / "responses.sqlite")
-    )
+    cache = RESPONSE_CACHE.open(args)
     sup = make_supervisor(
         args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed, cache=cache
     )
@@ -293,12 +283,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``ditto-bench generate ARGS``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except DittoError as exc:
-        print(f"ditto-bench generate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ditto-bench generate: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    return run_cli(build_parser(), argv, run, resumable=True)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import cast
 
+from ditto_train.cli_common import HTTP_CACHE, parse_langs
 from ditto_train.knowledge.collect import CollectStats
 from ditto_train.knowledge.schema import Lang
 from harness import __version__
-from harness.errors import ConfigError, DittoError
+from harness.cli_common import command_parser, run_cli, split_list
+from harness.errors import ConfigError
 
 DEFAULT_UA = f"ditto-bench/{__version__} (Ditto character-knowledge collector; python-urllib)"
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ditto_train.knowledge.wikidata import DEFAULT_SPARQL_URL, DEFAULT_WIKIDATA_API
     from ditto_train.knowledge.wikipedia import DEFAULT_WIKIPEDIA_API
 
-    p = argparse.ArgumentParser(prog="ditto-bench knowledge", description=__doc__.split("\n\n")[0])
+    p = command_parser("knowledge", __doc__.split("\n\n")[0])
     p.add_argument(
         "--out", required=True, type=Path, help="knowledge-base JSONL to write (appended; resumable)"
     )
@@ -82,22 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_retries", type=int, default=5, help="retries on 429/5xx/timeouts/maxlag (default 5)"
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    p.add_argument(
-        "--cache_path",
-        type=Path,
-        default=None,
-        help="HTTP cache (default: <user cache dir>/ditto-bench/http.sqlite)",
-    )
-    p.add_argument("--no_cache", action="store_true", help="neither read nor write the HTTP cache")
+    HTTP_CACHE.add_to(p)
     return p
-
-
-def _langs(text: str, flag: str, allow_empty: bool = False) -> tuple[str, ...]:
-    langs = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
-    bad = [x for x in langs if x not in ("en", "zh")]
-    if bad or (not langs and not allow_empty):
-        raise ConfigError(f"{flag}: expected a comma-separated subset of en,zh, got {text!r}")
-    return langs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     from ditto_train.knowledge.collect import copy_kb
     from ditto_train.knowledge.schema import detect_kind
 
-    langs = cast(tuple[Lang, ...], _langs(args.langs, "--langs"))
-    require = cast(tuple[Lang, ...], _langs(args.require_langs, "--require_langs", allow_empty=True))
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    langs = parse_langs(args.langs, "--langs")
+    require = parse_langs(args.require_langs, "--require_langs", allow_empty=True)
+    classes = split_list(args.classes)
     if not classes or any(not (c.startswith("Q") and c[1:].isdigit()) for c in classes):
         raise ConfigError(f"--classes: expected Wikidata class ids like Q5,Q15632617, got {args.classes!r}")
     if args.limit is not None and args.limit < 1:
@@ -138,13 +125,11 @@ def _collect(
     langs: tuple[Lang, ...],
     require: tuple[Lang, ...],
 ) -> CollectStats:
-    from ditto_train.knowledge.collect import Collector
+    from ditto_train.knowledge.collect import Collector, EntityFetcher, LabelResolver
     from ditto_train.knowledge.dump import load_entities, scan_dump
     from ditto_train.knowledge.http import PoliteHttpClient
     from ditto_train.knowledge.wikidata import WikidataClient, merge_candidates
     from ditto_train.knowledge.wikipedia import WikipediaClient
-    from harness.cache import ResponseCache
-    from harness.datafetch import default_cache_dir
     from harness.progress import make_progress
 
     ua = args.user_agent + (f"; contact: {args.contact}" if args.contact else "")
@@ -157,7 +142,7 @@ def _collect(
             "User-Agent",
             file=sys.stderr,
         )
-    cache = None if args.no_cache else ResponseCache(args.cache_path or default_cache_dir() / "http.sqlite")
+    cache = HTTP_CACHE.open(args)
     http = PoliteHttpClient(
         user_agent=ua, max_rps=args.max_rps, max_retries=args.max_retries, timeout=args.timeout, cache=cache
     )
@@ -167,34 +152,22 @@ def _collect(
         else WikipediaClient(http, api_url=args.wikipedia_url, zh_variant=args.zh_variant)
     )
     try:
+        # Live and dump runs differ only in where entities and labels come from.
+        lookups: tuple[EntityFetcher, LabelResolver]
         if source == "live":
             wd = WikidataClient(http, api_url=args.wikidata_url, sparql_url=args.sparql_url)
             candidates = merge_candidates(wd.candidates(c, args.top_n, args.min_sitelinks) for c in classes)
             sites = [f"{lang}wiki" for lang in dict.fromkeys(langs + require)]
-            collector = Collector(
-                args.out,
-                lambda ids: wd.entities(ids, sites),
-                wd.resolve_labels,
-                wiki,
-                langs,
-                require,
-                args.max_claims,
-                args.limit,
-            )
+            lookups = (lambda ids: wd.entities(ids, sites), wd.resolve_labels)
         else:
             ranked, labels = scan_dump(args.input, classes, args.top_n, args.min_sitelinks)
             candidates = merge_candidates(ranked)
             entities = load_entities(args.input, {c.qid for c in candidates})
-            collector = Collector(
-                args.out,
-                lambda ids: {i: entities[i] for i in ids if i in entities},
-                lambda ids: labels,
-                wiki,
-                langs,
-                require,
-                args.max_claims,
-                args.limit,
-            )
+            lookups = (lambda ids: {i: entities[i] for i in ids if i in entities}, lambda ids: labels)
+        fetch_entities, resolve_labels = lookups
+        collector = Collector(
+            args.out, fetch_entities, resolve_labels, wiki, langs, require, args.max_claims, args.limit
+        )
         with make_progress() as progress:
             task = progress.add_task("knowledge", total=len(candidates))
             stats = collector.run(candidates, on_progress=lambda n: progress.advance(task, n))
@@ -233,12 +206,4 @@ def _print_stats(out: Path, stats: CollectStats) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``ditto-bench knowledge ARGS``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except DittoError as exc:
-        print(f"ditto-bench knowledge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ditto-bench knowledge: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    return run_cli(build_parser(), argv, run, resumable=True)

@@ -1,0 +1,24 @@
+"""CLI pieces of the Ditto commands (knowledge, generate) on top of :mod:`harness.cli_common`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from harness.cli_common import CacheFlags, split_list
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ditto_train.knowledge.schema import Lang
+
+RESPONSE_CACHE = CacheFlags("response", "responses.sqlite")
+"""Model/supervisor answers (the same file ``ditto-bench run`` uses by default)."""
+HTTP_CACHE = CacheFlags("HTTP", "http.sqlite")
+"""Wikidata/Wikipedia API answers of ``ditto-bench knowledge``."""
+
+
+def parse_langs(text: str, flag: str, *, allow_empty: bool = False) -> tuple[Lang, ...]:
+    """A comma-separated subset of ``en,zh`` (order kept, repeats dropped); :class:`ConfigError` otherwise."""
+    langs = tuple(dict.fromkeys(split_list(text)))
+    if any(x not in ("en", "zh") for x in langs) or (not langs and not allow_empty):
+        raise ConfigError(f"{flag}: expected a comma-separated subset of en,zh, got {text!r}")
+    return cast("tuple[Lang, ...]", langs)
