@@ -226,3 +226,19 @@ def test_rerun_retries_only_the_failed_turn(tmp_path: Path) -> None:
     lm.healed, lm.calls = True, []
     assert run() == {"generated": 2, "failed": 0, "pending": 0}
     assert [[c.split()[-2] for c in call] for call in lm.calls] == [[BAD], ["b-second"]]
+
+
+class ShortLM(FakeLM):
+    """Answers one request fewer than it was given whenever a call holds more than one request."""
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        outs = super().generate_until(requests, disable_tqdm)
+        return outs[:-1] if len(outs) > 1 else outs
+
+
+def test_a_chunk_with_too_few_answers_is_split_not_mismatched() -> None:
+    lm = ShortLM()
+    backend, _ = _backend(lm, "local-chat-completions")
+    results = _generate(backend, [_conv("a"), _conv("b"), _conv("c")], seed=0)
+    assert [r.text for r in results] == ["re: a", "re: b", "re: c"]  # answers stay with their requests
+    assert [len(c) for c in lm.calls] == [3, 1, 1, 1]

@@ -160,14 +160,20 @@ class LmEvalChatBackend:
         """
         try:
             self._seed(seed)
-            return list(self.lm.generate_until(reqs, disable_tqdm=True))
+            outs = list(self.lm.generate_until(reqs, disable_tqdm=True))
+            if len(outs) != len(reqs):  # answers could not be matched to requests: a failed chunk
+                raise RuntimeError(f"generate_until returned {len(outs)} answers for {len(reqs)} requests")
+            return outs
         except Exception:
             return [self._call_one(req, seed + k) for k, req in enumerate(reqs)]
 
     def _call_one(self, req: Any, seed: int) -> str | BaseException:
         try:
             self._seed(seed)
-            return self.lm.generate_until([req], disable_tqdm=True)[0]  # type checked in _store
+            outs = list(self.lm.generate_until([req], disable_tqdm=True))
+            if len(outs) != 1:
+                raise RuntimeError(f"generate_until returned {len(outs)} answers for 1 request")
+            return outs[0]  # type checked in _store
         except Exception as exc:  # recorded as this turn's error state, never raised past the chunk
             return exc
 
