@@ -23,6 +23,7 @@ from scipy import stats
 from harness.errors import ConfigError
 from harness.jsonl import iter_jsonl
 from harness.stats import paired_bootstrap_ci
+from leaderboards.runs import read_run_file
 
 
 @dataclass
@@ -50,18 +51,9 @@ class _Acc:
     count: int = 0
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"{path.parent}: not a finished run directory ({path.name} is missing)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
-
-
 def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
     """``run.json`` and the annotated records of a run, by task and session id."""
-    run = _read_json(Path(run_dir) / "run.json")
+    run = read_run_file(Path(run_dir) / "run.json")
     samples = Path(run_dir) / "samples.jsonl"
     if not samples.exists():
         raise ConfigError(f"{run_dir}: not a finished run directory (samples.jsonl is missing)")

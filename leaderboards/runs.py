@@ -94,7 +94,8 @@ def model_label(spec: dict[str, Any]) -> str:
     return str(model.get("model") or "unknown")
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A JSON object file of a run directory (run.json, results.json); a one-line ConfigError otherwise."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -109,8 +110,8 @@ def _read(path: Path) -> dict[str, Any]:
 def read_run(run_dir: Path, label: str | None = None) -> RunInfo:
     """Read ``run.json`` and ``results.json`` of a run directory."""
     run_dir = Path(run_dir)
-    run = _read(run_dir / "run.json")
-    results = _read(run_dir / "results.json")
+    run = read_run_file(run_dir / "run.json")
+    results = read_run_file(run_dir / "results.json")
     spec = run.get("spec")
     if not isinstance(spec, dict) or "tasks" not in spec:
         raise ConfigError(f"{run_dir / 'run.json'}: no 'spec.tasks' (not a ditto-bench run record)")
