@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import ConfigError, DittoError
+from harness.cli_common import run_cli
+from harness.errors import ConfigError
 
 # subcommand -> "module:main" for commands that own their argument parsing
 DELEGATED = {
@@ -173,34 +174,26 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return int(fn(argv[1:]))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_cli(parser, argv, lambda args: _dispatch(parser, args), resumable=True)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from harness.progress import console
+    if args.command == "ls":
+        from harness.task import TASKS
 
-    try:
-        if args.command == "ls":
-            from harness.task import TASKS
+        for name in TASKS:
+            print(name)
+        return 0
+    if args.command == "score":
+        from harness.engine import rescore
 
-            for name in TASKS:
-                print(name)
-            return 0
-        if args.command == "score":
-            from harness.engine import rescore
+        return rescore(args.run_dir, n_boot=args.bootstrap_resamples)
+    from harness.engine import execute
 
-            return rescore(args.run_dir, n_boot=args.bootstrap_resamples)
-        from harness.engine import execute
-
-        return execute(_config(args, "run" if args.command == "run" else "judge"))  # type: ignore[arg-type]
-    except DittoError as exc:
-        console.print(f"[red]error[/]: {exc}", highlight=False, markup=False) if False else print(
-            f"ditto-bench: error: {exc}", file=sys.stderr
-        )
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ditto-bench: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    return execute(_config(args, "run" if args.command == "run" else "judge"))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
