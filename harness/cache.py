@@ -1,9 +1,9 @@
 """SQLite response cache for judge calls and API-model calls.
 
-Keys are the sha256 of a canonical JSON document holding the endpoint, the model, the messages, the
-sampling parameters that change the output, and the sample index (so the 3 judge samples of one judgment
-stay distinct). Transport settings (timeouts, retries, concurrency) and API keys are never part of a key or
-a value. Only successful responses are stored: errors are never cached, so a re-run retries them.
+Keys are the sha256 of a canonical JSON document holding the endpoint, the model, the messages and the
+sampling parameters that change the output; the samples of one request (the 3 judge samples of one
+judgment) get distinct keys derived from the first one (:func:`request_keys`). Transport settings
+(timeouts, retries, concurrency) and API keys are never part of a key or a value. Only successful responses are stored: errors are never cached, so a re-run retries them.
 """
 
 from __future__ import annotations
@@ -45,19 +45,33 @@ def cache_key(
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def sample_key(base: str, sample_index: int) -> str:
-    """Key of sample ``sample_index`` of the request whose sample-0 key is ``base``.
+def request_keys(
+    *,
+    kind: str,
+    endpoint: str,
+    model: str,
+    messages: Sequence[ChatMessage],
+    params: Mapping[str, Any],
+    n: int,
+) -> list[str]:
+    """Cache keys of the ``n`` samples of one request.
 
-    Cheap: derived from ``base``, so the messages are hashed once per request, not once per sample.
+    Sample 0 is :func:`cache_key`; the others are derived from it, so the messages are hashed once per
+    request, not once per sample (the judge path computes these for every call).
     """
-    return hashlib.sha256(f"{base}:{sample_index}".encode()).hexdigest()
+    base = cache_key(
+        kind=kind, endpoint=endpoint, model=model, messages=messages, params=params, sample_index=0
+    )
+    return [base] + [hashlib.sha256(f"{base}:{i}".encode()).hexdigest() for i in range(1, n)]
 
 
 class ResponseCache:
     """A small thread-safe key/value store on SQLite (JSON values).
 
     Writes are buffered and committed in batches (a commit per judge call cost more client CPU than the
-    call itself at 64-way concurrency); with WAL and ``synchronous=NORMAL`` a commit costs no fsync.
+    call itself at 64-way concurrency); with WAL and ``synchronous=NORMAL`` a commit costs no fsync. A
+    killed process loses at most the last ``FLUSH_EVERY`` buffered entries: a cache miss on re-run, never
+    a lost result (run journals and the generator's outputs are written separately).
     """
 
     FLUSH_EVERY = 256
@@ -82,11 +96,12 @@ class ResponseCache:
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         """Return the values for ``keys`` (``None`` where missing), in order, in one query per 500 keys."""
-        found: dict[str, Any] = {}
         with self._lock:
-            found.update((k, self._pending[k][0]) for k in keys if k in self._pending)
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
+            # Buffered writes are newer than anything committed: they win, and need no query.
+            found: dict[str, Any] = {k: self._pending[k][0] for k in keys if k in self._pending}
+        rest = [k for k in dict.fromkeys(keys) if k not in found]
+        for start in range(0, len(rest), 500):
+            chunk = rest[start : start + 500]
             marks = ",".join("?" * len(chunk))
             with self._lock:
                 query = f"SELECT key, value FROM responses WHERE key IN ({marks})"
@@ -99,7 +114,7 @@ class ResponseCache:
         return out
 
     def put_many(self, items: Sequence[tuple[str, Any]]) -> None:
-        """Store several values; written in batches of ``FLUSH_EVERY`` (see :meth:`flush`)."""
+        """Store several values; committed in batches of ``FLUSH_EVERY`` and on :meth:`close`."""
         if not items:
             return
         now = time.time()
@@ -108,14 +123,6 @@ class ResponseCache:
                 self._pending[k] = (json.dumps(v, ensure_ascii=False), now)
             if len(self._pending) >= self.FLUSH_EVERY:
                 self._flush_locked()
-
-    def flush(self) -> None:
-        """Commit buffered writes.
-
-        A killed process loses at most the buffer; the run journal, not the cache, keeps the results.
-        """
-        with self._lock:
-            self._flush_locked()
 
     def _flush_locked(self) -> None:
         if not self._pending:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 import openai
 
-from harness.cache import ResponseCache, cache_key, sample_key
+from harness.cache import ResponseCache, request_keys
 from harness.lean_openai import LeanAsyncOpenAI
 from harness.types import ChatMessage, Completion, Usage
 
@@ -122,11 +122,10 @@ class ChatClient:
 
     def keys_for(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> list[str]:
         """Cache keys of the ``n`` samples of one request."""
-        base = cache_key(
+        return request_keys(
             kind="chat", endpoint=self.base_url, model=self.model, messages=messages,
-            params=params.payload_fields(), sample_index=0,
+            params=params.payload_fields(), n=n,
         )
-        return [base] + [sample_key(base, i) for i in range(1, n)]
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: SamplingParams, n: int = 1

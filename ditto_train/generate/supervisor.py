@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from harness.backends.base import GenerationResult, parse_kv_args, redact_args
-from harness.cache import ResponseCache, cache_key
+from harness.cache import ResponseCache, request_keys
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, SamplingParams, needs_api_key
 from harness.errors import ConfigError
 from harness.types import ChatMessage, Completion, Usage
@@ -192,17 +192,10 @@ class LocalSupervisor:
         self._tok = getattr(getattr(self.backend, "lm", None), "tokenizer", None)
 
     def _keys(self, messages: Sequence[ChatMessage], n: int) -> list[str]:
-        return [
-            cache_key(
-                kind="supervisor-local",
-                endpoint=self.spec["backend"],
-                model=self._model_id,
-                messages=messages,
-                params=self.gen,
-                sample_index=i,
-            )
-            for i in range(n)
-        ]
+        return request_keys(
+            kind="supervisor-local", endpoint=self.spec["backend"], model=self._model_id,
+            messages=messages, params=self.gen, n=n,
+        )
 
     def _count(self, text: str) -> int:
         if self._tok is None:
