@@ -3,7 +3,8 @@
 Keys are the sha256 of a canonical JSON document holding the endpoint, the model, the messages and the
 sampling parameters that change the output; the samples of one request (the 3 judge samples of one
 judgment) get distinct keys derived from the first one (:func:`request_keys`). Transport settings
-(timeouts, retries, concurrency) and API keys are never part of a key or a value. Only successful responses are stored: errors are never cached, so a re-run retries them.
+(timeouts, retries, concurrency) and API keys are never part of a key or a value. Only successful
+responses are stored: errors are never cached, so a re-run retries them.
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.errors import ConfigError
 from harness.journal import Journal
+from harness.jsonl import atomic_write_json
 from harness.judging import judge, judge_calls_for, plan_calls
 from harness.progress import console
 from harness.records import build_records, finalize_run
 from harness.rollout import pending_turns, rollout
-from harness.runrecord import atomic_write_json, environment, fingerprint, prepare_run_dir
+from harness.runrecord import environment, fingerprint, prepare_run_dir
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
 
 

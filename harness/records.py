@@ -10,8 +10,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.journal import Journal
+from harness.jsonl import atomic_write_json, atomic_write_jsonl, read_jsonl
 from harness.rollout import conversation_with_replies, replies_so_far
-from harness.runrecord import atomic_write_json, atomic_write_jsonl, read_jsonl
 from harness.task import Session, Task, get_task
 
 

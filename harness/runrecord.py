@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 
-# The file writers live in harness.jsonl; these names stay importable from here.
+# The file writers live in harness.jsonl; these names stay importable from here for outside code.
 from harness.jsonl import atomic_write_json as atomic_write_json
 from harness.jsonl import atomic_write_jsonl as atomic_write_jsonl
 from harness.jsonl import atomic_write_text as atomic_write_text

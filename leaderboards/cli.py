@@ -16,8 +16,8 @@ from rich.table import Table
 
 from harness.cli_common import command_parser, run_cli, split_list
 from harness.errors import DittoError
+from harness.jsonl import atomic_write_text
 from harness.progress import out_console
-from harness.runrecord import atomic_write_text
 from leaderboards.board import build_board
 from leaderboards.compare import PairedResult, as_json, compare_runs
 from leaderboards.definition import load_definition, load_reported

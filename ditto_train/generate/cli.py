@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     from ditto_train.generate.report import build_report, print_report
     from ditto_train.generate.runner import Runner, select_entries
     from ditto_train.generate.supervisor import make_supervisor, parse_gen_kwargs
-    from harness.runrecord import atomic_write_json, environment, fingerprint, prepare_run_dir
+    from harness.jsonl import atomic_write_json
+    from harness.runrecord import environment, fingerprint, prepare_run_dir
 
     cfg = _config(args)
     gen = parse_gen_kwargs(args.gen_kwargs)

@@ -13,7 +13,7 @@ from typing import Any
 from ditto_train.generate.config import FILTER_KEYS, USAGE_KEYS
 from ditto_train.generate.output import LANG_ORDER, part_path
 from ditto_train.generate.runner import RunStats
-from ditto_train.knowledge.jsonl import iter_complete_lines
+from harness.jsonl import iter_complete_lines
 
 
 def _empty() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ditto_train.generate.output import candidate_text, done_keys, part_path, re
 from ditto_train.generate.prompts import Prompts
 from ditto_train.generate.session import Outcome, Simulator
 from ditto_train.generate.supervisor import Supervisor
-from ditto_train.knowledge.jsonl import JsonlAppender
+from harness.jsonl import JsonlAppender
 
 
 @dataclass

@@ -18,10 +18,10 @@ from typing import Any
 
 from ditto_train.knowledge.claims import extract_claims, ids_to_label, pick_aliases, pick_label, verbalise
 from ditto_train.knowledge.http import FetchError
-from ditto_train.knowledge.jsonl import JsonlAppender, iter_complete_lines
 from ditto_train.knowledge.schema import Lang, RoleProfile, WikiArticle, iter_kb
 from ditto_train.knowledge.wikidata import Candidate
 from ditto_train.knowledge.wikipedia import Article, WikipediaClient
+from harness.jsonl import JsonlAppender, iter_complete_lines
 
 EntityFetcher = Callable[[list[str]], dict[str, dict[str, Any]]]
 LabelResolver = Callable[[set[str]], Mapping[str, Mapping[str, str]]]

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.runrecord import atomic_write_jsonl
+from harness.jsonl import atomic_write_jsonl
 from tasks.mtbench.judge import user_prompt_of
 from tasks.mtbench.scoring import METRIC
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.runrecord import atomic_write_jsonl
+from harness.jsonl import atomic_write_jsonl
 from harness.task import JudgeCall, JudgeSettings, Session, TaskData
 from harness.types import ChatMessage, ParseResult
 from judges.render import render_judge_prompt, template_hashes
