@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from harness.cli_common import CacheFlags, split_list
+from harness.cli_common import RESPONSE_CACHE, CacheFlags, split_list
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     from ditto_train.knowledge.schema import Lang
 
-RESPONSE_CACHE = CacheFlags("response", "responses.sqlite")
-"""Model/supervisor answers (the same file ``ditto-bench run`` uses by default)."""
+__all__ = ["HTTP_CACHE", "RESPONSE_CACHE", "parse_langs"]
 HTTP_CACHE = CacheFlags("HTTP", "http.sqlite")
 """Wikidata/Wikipedia API answers of ``ditto-bench knowledge``."""
 

@@ -25,7 +25,6 @@ from harness.lean_openai import LeanAsyncOpenAI
 from harness.types import ChatMessage, Completion, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-_JSON_OPTIONS: Any = {"headers": {"Content-Type": "application/json"}}
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -173,9 +172,8 @@ class ChatClient:
             delay: float | None = None
             try:
                 async with sem:
-                    resp = await client.post(
-                        "/chat/completions", content=content, cast_to=httpx2.Response, options=_JSON_OPTIONS
-                    )
+                    # Content-Type: application/json comes from the client's default headers.
+                    resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
                 data = json.loads(resp.content)
                 return self._parse(data, n, attempt)
             except openai.APIStatusError as exc:

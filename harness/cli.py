@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from harness import __version__
-from harness.cli_common import run_cli
+from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
 
 # subcommand -> "module:main" for commands that own their argument parsing
@@ -59,9 +59,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle_candidates", action="store_true",
                    help="shuffle WikiRoleEval's consistency candidates per session (seeded) "
                         "to measure position bias")
-    p.add_argument("--cache_path", type=Path, default=None,
-                   help="SQLite response cache (default: <user cache dir>/ditto-bench/responses.sqlite)")
-    p.add_argument("--no_cache", action="store_true", help="neither read nor write the response cache")
+    RESPONSE_CACHE.add_to(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run with a different configuration in --output_path")
     p.add_argument("--dry_run", action="store_true",

@@ -75,12 +75,20 @@ class CacheFlags:
 
     def open(self, args: argparse.Namespace) -> ResponseCache | None:
         """The cache the parsed flags ask for, or ``None`` with ``--no_cache``; the caller closes it."""
-        if args.no_cache:
+        return self.open_at(args.cache_path, no_cache=args.no_cache)
+
+    def open_at(self, cache_path: Path | None, *, no_cache: bool) -> ResponseCache | None:
+        """The cache at ``cache_path`` (default: this cache's file in the user cache dir), or ``None``."""
+        if no_cache:
             return None
         from harness.cache import ResponseCache
         from harness.datafetch import default_cache_dir
 
-        return ResponseCache(args.cache_path or default_cache_dir() / self.filename)
+        return ResponseCache(cache_path or default_cache_dir() / self.filename)
+
+
+RESPONSE_CACHE = CacheFlags("response", "responses.sqlite")
+"""Judge, API-model and supervisor answers: shared by ``run``/``judge`` and ``generate``."""
 
 
 def split_list(text: str) -> list[str]:

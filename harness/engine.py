@@ -15,6 +15,7 @@ from harness.backends.base import ChatBackend, parse_kv_args, redact_args
 from harness.backends.lmeval import validate_backend
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
+from harness.cli_common import RESPONSE_CACHE
 from harness.errors import ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_json
@@ -93,11 +94,7 @@ def _spec(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskDat
 
 
 def _cache(cfg: RunConfig) -> ResponseCache | None:
-    if cfg.no_cache:
-        return None
-    from harness.datafetch import default_cache_dir
-
-    return ResponseCache(cfg.cache_path or (default_cache_dir() / "responses.sqlite"))
+    return RESPONSE_CACHE.open_at(cfg.cache_path, no_cache=cfg.no_cache)
 
 
 def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:

@@ -75,26 +75,35 @@ def judge(
 ) -> dict[str, int]:
     """Run all pending judge calls; returns ``{"ok": n, "api_error": n}`` for this invocation."""
     counts = {"ok": 0, "api_error": 0}
-    if not calls:
-        return counts
-
-    async def run_all() -> None:
-        with make_progress() as progress:
-            bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
-
-            async def one(p: PlannedCall) -> None:
-                js = settings[p.task]
-                params = SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens)
-                result = await clients[p.task].complete(p.call.messages, params, n=js.samples)
-                journal.append(judge_entry(p, result))
-                counts[result.status] += 1
-                progress.advance(bar)
-
-            try:
-                await asyncio.gather(*(one(p) for p in calls))
-            finally:
-                for client in {id(c): c for c in clients.values()}.values():
-                    await client.aclose()
-
-    asyncio.run(run_all())
+    if calls:
+        asyncio.run(_run(calls, clients, settings, journal, done, counts))
     return counts
+
+
+async def _run(
+    calls: Sequence[PlannedCall],
+    clients: Mapping[str, ChatClient],
+    settings: Mapping[str, JudgeSettings],
+    journal: Journal,
+    done: int,
+    counts: dict[str, int],
+) -> None:
+    # Built once per task, not once per call: the judge path runs thousands of times.
+    params = {
+        t: SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens) for t, js in settings.items()
+    }
+    with make_progress() as progress:
+        bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
+
+        async def one(p: PlannedCall) -> None:
+            n = settings[p.task].samples
+            result = await clients[p.task].complete(p.call.messages, params[p.task], n=n)
+            journal.append(judge_entry(p, result))
+            counts[result.status] += 1
+            progress.advance(bar)
+
+        try:
+            await asyncio.gather(*(one(p) for p in calls))
+        finally:
+            for client in {id(c): c for c in clients.values()}.values():
+                await client.aclose()

@@ -77,7 +77,7 @@ def gen_entry(
         "sid": session.session_id,
         "turn": turn,
         "status": "ok" if res.ok else "error",
-        "text": text if res.ok else None,
+        "text": text,  # None unless the generation succeeded (final_reply)
         "error": None if res.ok else (res.error or "no text"),
         "sent_messages": res.sent_messages,
         "system_merged": res.system_merged,

@@ -44,6 +44,13 @@ def test_bytes_post_matches_stock_request_for_every_body_and_retry_count() -> No
     assert len(lean._prototypes) == 2  # one shape per retry count, whatever the body
 
 
+def test_a_post_without_custom_headers_is_sent_as_json() -> None:
+    lean = LeanAsyncOpenAI(**CLIENT_KWARGS)
+    for _ in range(2):  # stock-built, then from the prototype
+        req = lean._build_request(_options(content=b"{}", headers={}))
+        assert req.headers["content-type"] == "application/json"
+
+
 def test_other_shapes_take_the_stock_path_and_are_not_memoised() -> None:
     stock, lean = openai.AsyncOpenAI(**CLIENT_KWARGS), LeanAsyncOpenAI(**CLIENT_KWARGS)
     cases: list[dict[str, Any]] = [

@@ -194,7 +194,7 @@ class LmEvalChatBackend:
             res.error = "API returned null content"
         else:
             res.text = out
-            if self.cache is not None and key:
+            if self.cache is not None and key is not None:  # local models are not cached
                 self.cache.put_many([(key, {"text": out})])
 
     def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str:
@@ -208,11 +208,9 @@ class LmEvalChatBackend:
 
 def validate_backend(name: str, model_args: str | None) -> None:
     """Cheap checks of ``--model``/``--model_args`` before anything is written (no model is loaded)."""
-    from lm_eval.api.registry import get_model
-
     args = parse_kv_args(model_args, "--model_args")
     _check_api_args(name, args)
-    _resolve_class(name, get_model)
+    _resolve_class(name)
 
 
 def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
@@ -224,7 +222,9 @@ def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
             )
 
 
-def _resolve_class(name: str, get_model: Callable[[str], Any]) -> Any:
+def _resolve_class(name: str) -> Any:
+    from lm_eval.api.registry import get_model
+
     try:
         return get_model(name)
     except ModuleNotFoundError as exc:
@@ -240,8 +240,6 @@ def load_backend(
     name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
 ) -> LmEvalChatBackend:
     """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax."""
-    from lm_eval.api.registry import get_model
-
     os.environ.setdefault("TQDM_DISABLE", "1")  # our rich progress replaces lm-eval's tqdm bars
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
@@ -253,7 +251,7 @@ def load_backend(
     if name in API_BACKENDS:
         args.setdefault("seed", seed)
     _check_api_args(name, args)
-    cls = _resolve_class(name, get_model)
+    cls = _resolve_class(name)
     try:
         lm = cls.create_from_arg_obj(args)
     except TypeError as exc:
