@@ -212,16 +212,27 @@ class JsonlAppender:
 # ------------------------------------------------------------------------------------------- atomic writing
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; restored at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Open a temp file beside ``path`` for binary writing; on a clean exit it replaces ``path``.
 
     The temp file is fsynced before ``os.replace``, so ``path`` holds either the old or the whole new
     content, never part of it. On any exception the temp file is removed and ``path`` is left untouched.
+    The file gets the permissions a plain ``open`` would give it (``mkstemp`` makes it owner-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,11 @@ def test_old_import_paths_are_the_shared_code() -> None:
 def test_file_sha256(tmp_path: Path) -> None:
     path = _write(tmp_path / "big.jsonl", b"x" * ((1 << 16) + 5))
     assert jsonl.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    atomic = tmp_path / "atomic.txt"
+    jsonl.atomic_write_text(atomic, "x")
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -6,7 +6,6 @@ not a GPU allocation. Token statistics (`token_stats`) need a tokenizer and are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import DataError
+from harness.jsonl import file_sha256
 from harness.types import ChatMessage
 
 if TYPE_CHECKING:
@@ -46,15 +46,6 @@ class TokenStats:
     def as_dict(self) -> dict[str, int]:
         """Plain dict for the record and the dry-run summary."""
         return asdict(self)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_row(obj: Any) -> tuple[list[ChatMessage], int]:
@@ -130,7 +121,7 @@ def load_conversations(path: str | Path) -> tuple[list[list[ChatMessage]], DataS
         raise DataError(f"{path}: no conversations (the file is empty)")
     summary = DataSummary(
         path=str(path),
-        sha256=sha256_file(path),
+        sha256=file_sha256(path),
         rows=len(conversations),
         messages=n_messages,
         assistant_turns=n_assistant,

@@ -7,14 +7,14 @@ directory that looks complete.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.jsonl import atomic_write_text
 
 RECORD_NAME = "training_record.json"
 FAILED_NAME = "training_failed.json"
@@ -72,18 +72,8 @@ def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False, indent=2, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a record is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the record atomically; ``default=str`` and NaN allowed, as a training loss may be NaN."""
+    atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def base_record(status: str) -> dict[str, Any]:
