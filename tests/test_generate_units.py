@@ -134,6 +134,16 @@ def test_custom_template_dir_must_be_complete(tmp_path: Path) -> None:
         load_templates(tmp_path)
 
 
+def test_a_template_with_a_syntax_error_is_refused_when_loaded(tmp_path: Path) -> None:
+    from ditto_train.generate.prompts import TEMPLATE_DIR
+
+    for src in TEMPLATE_DIR.glob("*.jinja"):
+        (tmp_path / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "response_sim.zh.jinja").write_text("{% if a %}unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"response_sim\.zh\.jinja"):
+        load_templates(tmp_path)
+
+
 def test_scripted_supervisor_replies() -> None:
     t = Prompts(load_templates())
     q = t.query(_profile("Ann"), _profile("Bob"), 3)

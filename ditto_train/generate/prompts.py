@@ -119,6 +119,11 @@ def load_templates(template_dir: Path | None = None) -> TemplateSet:
         autoescape=False,
         keep_trailing_newline=False,
     )
+    for name in hashes:  # compile now: a syntax error is bad input, not a failure of every session
+        try:
+            env.get_template(f"{name}.jinja")
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"--templates: {folder / (name + '.jinja')}: {exc}") from exc
     return TemplateSet(env, hashes)
 
 

@@ -24,6 +24,7 @@ from ditto_train.generate.output import candidate_text, done_keys, part_path, re
 from ditto_train.generate.prompts import Prompts
 from ditto_train.generate.session import Outcome, Simulator
 from ditto_train.generate.supervisor import Supervisor
+from harness.errors import DittoError
 from harness.jsonl import JsonlAppender
 
 
@@ -142,6 +143,8 @@ class Runner:
             while (e := await queue.get()) is not None:
                 try:
                     outcome = await self.sim.simulate(e)
+                except DittoError:  # a broken template or config fails every record alike: stop
+                    raise
                 except Exception as exc:  # bad data in one record must not end the whole run
                     outcome = Outcome("api_error", e, error=f"{type(exc).__name__}: {exc}")
                 self._record(outcome)

@@ -137,7 +137,7 @@ class Collector:
         except FetchError as exc:  # transient trouble with one page: not marked done, retried next run
             self.stats.errors.append(f"{cand.qid}: {exc}")
             return False
-        raw = extract_claims(entity.get("claims") or {})
+        raw = extract_claims(entity.get("claims") or {})[: self.max_claims]  # only these are verbalised
         labels = self.resolve_labels(ids_to_label(raw))
         has_record = False
         for lang in self.langs:
