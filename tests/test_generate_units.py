@@ -223,3 +223,20 @@ def test_candidates_and_evidence_helpers() -> None:
     ev = overlap_evidence(p, "Tell me about the battle at Crécy.", "We won it.", 500)
     assert ev[0] == "- He won the battle at Crécy in 1346."
     assert overlap_evidence(p, "Do you like smartphones?", "No idea.", 500)[0].startswith("- Edward III")
+
+
+def test_num_concurrent_in_supervisor_args_sets_the_concurrency() -> None:
+    from ditto_train.generate.supervisor import ApiSupervisor, make_supervisor
+
+    def build(args: str, concurrency: int = 32) -> ApiSupervisor:
+        sup = make_supervisor(
+            "local-chat-completions", f"model=m,base_url=http://127.0.0.1:1/v1{args}", {"max_gen_toks": 8},
+            concurrency=concurrency, seed=0, cache=None,
+        )
+        assert isinstance(sup, ApiSupervisor)
+        return sup
+
+    assert build("").client.concurrency == 32
+    assert build(",num_concurrent=4").client.concurrency == 4
+    with pytest.raises(ConfigError, match="num_concurrent"):
+        build(",num_concurrent=zero")

@@ -262,6 +262,16 @@ class LocalSupervisor:
             self._worker = None
 
 
+def _positive_int(value: Any, where: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+    return number
+
+
 def make_supervisor(
     name: str,
     args_text: str | None,
@@ -274,9 +284,9 @@ def make_supervisor(
     """Build the supervisor ``name`` from ``--supervisor_args``."""
     if name in API_SUPERVISORS:
         args = parse_kv_args(args_text, "--supervisor_args")
-        if "num_concurrent" in args and concurrency <= 0:
-            concurrency = int(args["num_concurrent"])
-        return ApiSupervisor(name, args, gen, concurrency=max(1, concurrency), cache=cache)
+        if "num_concurrent" in args:  # lm-eval's name for it; given explicitly, it wins over --concurrency
+            concurrency = _positive_int(args["num_concurrent"], "--supervisor_args num_concurrent")
+        return ApiSupervisor(name, args, gen, concurrency=concurrency, cache=cache)
     if name in LOCAL_SUPERVISORS:
         batch = parse_kv_args(args_text, "--supervisor_args").get("batch_size", LOCAL_BATCH)
         return LocalSupervisor(
