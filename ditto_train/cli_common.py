@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from ditto_train.knowledge.schema import LANGS
 from harness.cli_common import RESPONSE_CACHE, CacheFlags, split_list
 from harness.errors import ConfigError
 
@@ -18,6 +19,6 @@ HTTP_CACHE = CacheFlags("HTTP", "http.sqlite")
 def parse_langs(text: str, flag: str, *, allow_empty: bool = False) -> tuple[Lang, ...]:
     """A comma-separated subset of ``en,zh`` (order kept, repeats dropped); :class:`ConfigError` otherwise."""
     langs = tuple(dict.fromkeys(split_list(text)))
-    if any(x not in ("en", "zh") for x in langs) or (not langs and not allow_empty):
+    if any(x not in LANGS for x in langs) or (not langs and not allow_empty):
         raise ConfigError(f"{flag}: expected a comma-separated subset of en,zh, got {text!r}")
     return cast("tuple[Lang, ...]", langs)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ditto_train.knowledge.schema import Lang
+from ditto_train.knowledge.schema import LANGS, Lang
 
 Split = Literal["train", "test"]
 EvidenceMode = Literal["supervisor", "overlap"]
@@ -35,7 +35,7 @@ class GenerateConfig:
     knowledge: Path
     out: Path
     split: Split = "train"
-    langs: tuple[Lang, ...] = ("en", "zh")
+    langs: tuple[Lang, ...] = LANGS
     limit: int | None = None
     """First N eligible roles per language (in knowledge-base order); finished ones count."""
     seed: int = 1234

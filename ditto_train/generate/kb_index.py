@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ditto_train.knowledge.schema import Lang, RoleProfile, iter_kb, read_profile_at
+from ditto_train.knowledge.schema import LANGS, Lang, RoleProfile, iter_kb, read_profile_at
 from harness.errors import DataError
 
 
@@ -42,7 +42,7 @@ class KnowledgeIndex:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.pools: dict[str, list[Entry]] = {"en": [], "zh": []}
+        self.pools: dict[str, list[Entry]] = {lang: [] for lang in LANGS}
         seen: dict[tuple[str, str], int] = {}
         for line, offset, prof in iter_kb(self.path):
             key = (prof.id, prof.lang)

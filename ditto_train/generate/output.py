@@ -22,7 +22,7 @@ from typing import Any
 
 from ditto_train.generate.kb_index import Entry
 from ditto_train.generate.session import Outcome
-from ditto_train.knowledge.schema import RoleProfile
+from ditto_train.knowledge.schema import LANGS, RoleProfile
 from harness.jsonl import atomic_open, iter_complete_lines
 
 _SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s+[A-Z\"“(]|\s*$)")
@@ -30,7 +30,7 @@ _SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s+[A-Z\"“(]|\s*$)")
 _ABBREV = frozenset(
     "mr mrs ms dr prof st jr sr gen col lt capt sgt rev hon mt no vs ca c u.s e.g i.e".split()
 )
-LANG_ORDER = ("en", "zh")
+LANG_ORDER = LANGS  # the order of the merged files' records
 REJECTION_LABELS_SOURCE = "automatic: 1 for contrastive queries (the official set was hand-labelled)"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from ditto_train.knowledge.schema import RoleProfile
+from ditto_train.knowledge.schema import LANGS, RoleProfile
 from harness.errors import ConfigError
 from harness.types import ChatMessage
 
@@ -105,7 +105,7 @@ def load_templates(template_dir: Path | None = None) -> TemplateSet:
     folder = Path(template_dir) if template_dir else TEMPLATE_DIR
     hashes: dict[str, str] = {}
     for kind in TEMPLATE_KINDS:
-        for lang in ("en", "zh"):
+        for lang in LANGS:
             path = folder / f"{kind}.{lang}.jinja"
             if not path.is_file():
                 raise ConfigError(

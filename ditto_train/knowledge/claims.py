@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ditto_train.knowledge.schema import Lang
+from ditto_train.knowledge.schema import LANGS, Lang
 
 KEPT_DATATYPES = frozenset({"wikibase-item", "time", "quantity", "monolingualtext"})
 MAX_VALUES_PER_PROPERTY = 5
@@ -183,5 +183,5 @@ def verbalise(
 def labels_by_lang(entity: Mapping[str, Any]) -> dict[str, str]:
     """``{"en": label, "zh": label}`` of an entity (empty strings dropped)."""
     labels = entity.get("labels") or {}
-    out = {lang: pick_label(labels, lang) for lang in ("en", "zh")}
+    out = {lang: pick_label(labels, lang) for lang in LANGS}
     return {k: v for k, v in out.items() if v}

@@ -18,7 +18,7 @@ from typing import Any
 
 from ditto_train.knowledge.claims import extract_claims, ids_to_label, pick_aliases, pick_label, verbalise
 from ditto_train.knowledge.http import FetchError
-from ditto_train.knowledge.schema import Lang, RoleProfile, WikiArticle, iter_kb
+from ditto_train.knowledge.schema import LANGS, Lang, RoleProfile, WikiArticle, iter_kb
 from ditto_train.knowledge.wikidata import Candidate
 from ditto_train.knowledge.wikipedia import Article, WikipediaClient
 from harness.jsonl import JsonlAppender, iter_complete_lines
@@ -65,7 +65,7 @@ class Collector:
     fetch_entities: EntityFetcher
     resolve_labels: LabelResolver
     wikipedia: WikipediaClient | None
-    langs: tuple[Lang, ...] = ("en", "zh")
+    langs: tuple[Lang, ...] = LANGS
     require_langs: tuple[Lang, ...] = ("en",)
     max_claims: int = 60
     limit: int | None = None

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harness.cache import ResponseCache
@@ -34,10 +34,6 @@ class FetchError(DittoError):
 
     exit_code = 1
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 @dataclass
 class HttpStats:
@@ -47,8 +43,6 @@ class HttpStats:
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0
-    bytes: int = 0
-    by_host: dict[str, int] = field(default_factory=dict)
 
 
 class PoliteHttpClient:
@@ -123,12 +117,10 @@ class PoliteHttpClient:
 
     def _fetch(self, url: str, accept: str) -> str:
         headers = {"User-Agent": self.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
-        host = urllib.parse.urlsplit(url).netloc
         last = ""
         for attempt in range(1, self.max_retries + 2):
             self._wait_turn()
             self.stats.requests += 1
-            self.stats.by_host[host] = self.stats.by_host.get(host, 0) + 1
             retry_after: float | None = None
             try:
                 req = urllib.request.Request(url, headers=headers)
@@ -136,7 +128,6 @@ class PoliteHttpClient:
                     raw = resp.read()
                     if resp.headers.get("Content-Encoding", "").lower() == "gzip":
                         raw = gzip.decompress(raw)
-                self.stats.bytes += len(raw)
                 text: str = raw.decode("utf-8")
                 if _is_lag_error(text):
                     last, retry_after = "API asked to slow down (maxlag/ratelimited)", 5.0
@@ -146,7 +137,7 @@ class PoliteHttpClient:
                 last = f"HTTP {exc.code}"
                 if exc.code not in RETRY_STATUS:
                     self.stats.failures += 1
-                    raise FetchError(f"GET {_short(url)}: HTTP {exc.code}", status=exc.code) from None
+                    raise FetchError(f"GET {_short(url)}: HTTP {exc.code}") from None
                 retry_after = _parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
