@@ -75,18 +75,20 @@ def fingerprint(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool) -> bool:
+def prepare_run_dir(
+    run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool, flag: str = "--output_path"
+) -> bool:
     """Check ``run_dir`` against the new fingerprint. Returns True when resuming an existing run.
 
     A directory holding a run with another fingerprint is refused unless ``overwrite``, which removes the
-    run's files (and only those).
+    run's files (and only those). ``flag`` is the command's name for the directory in those messages.
     """
     fp = fingerprint(spec)
     run_json = run_dir / "run.json"
     if not run_json.exists():
         if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
             raise ConfigError(
-                f"--output_path {run_dir} exists, is not empty and holds no run.json; pass --overwrite"
+                f"{flag} {run_dir} exists, is not empty and holds no run.json; pass --overwrite"
             )
         return False
     try:
@@ -100,7 +102,7 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool) 
     if not overwrite:
         changed = _changed_keys(old.get("spec", {}), spec)
         raise ConfigError(
-            f"--output_path {run_dir} holds a run with a different configuration{changed}; "
+            f"{flag} {run_dir} holds a run with a different configuration{changed}; "
             "use another directory or pass --overwrite"
         )
     for name in os.listdir(run_dir):

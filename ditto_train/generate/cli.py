@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         "supervisor": identity,
         "prompt_hashes": templates.hashes,
     }
-    resuming = prepare_run_dir(cfg.out, spec, overwrite=args.overwrite)
+    resuming = prepare_run_dir(cfg.out, spec, overwrite=args.overwrite, flag="--out")
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         cfg.out / "run.json",
