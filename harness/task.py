@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +65,22 @@ class TaskData:
     sha256: str | dict[str, str]
 
 
+def parse_judgment(judgment: Mapping[str, Any], parse: Callable[[str], ParseResult]) -> list[ParseResult]:
+    """One :class:`ParseResult` per sample of a recorded judgment (the ``judgments`` entries of a record).
+
+    A call that failed or never finished gives one ``api_error`` per sample (reason: its status; the
+    message is in the judgment's ``error``); a choice without text is ``api_error`` ``missing_choice``;
+    a response without choices is one ``api_error`` ``no_choices``. Every completion is parsed by ``parse``.
+    """
+    texts = list(judgment.get("completions") or [])
+    status = judgment.get("status")
+    if status != "ok":
+        return [ParseResult("api_error", reason=str(status))] * max(1, len(texts))
+    return [
+        ParseResult("api_error", reason="missing_choice") if t is None else parse(t) for t in texts
+    ] or [ParseResult("api_error", reason="no_choices")]
+
+
 class Task(Protocol):
     """What a benchmark must provide to the engine."""
 
@@ -80,8 +96,6 @@ class Task(Protocol):
     def judge_calls(
         self, session: Session, messages: Sequence[ChatMessage], turn: int
     ) -> list[JudgeCall]: ...
-
-    def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult: ...
 
     def template_hashes(self) -> dict[str, str]: ...
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from harness.stats import clustered_mean
+from harness.task import parse_judgment
 from harness.types import ParseResult
 from tasks.mtbench.judge import parse_rating
 
@@ -22,14 +23,8 @@ FAILURE_KEYS = ("parse_error", "api_error", "judge_pending", "generation_missing
 
 
 def judgment_samples(judgment: dict[str, Any]) -> list[ParseResult]:
-    """Parse a recorded judgment; a failed or unfinished call yields one api_error (or pending) sample."""
-    status = judgment.get("status")
-    if status == "pending":
-        return [ParseResult("api_error", reason="pending")]
-    if status != "ok":
-        return [ParseResult("api_error", reason=str(judgment.get("error") or status))]
-    texts = list(judgment.get("completions") or [])
-    return [parse_rating(t) for t in texts] or [ParseResult("api_error", reason="no_choices")]
+    """Parse a recorded judgment's completions as ratings (see :func:`parse_judgment`)."""
+    return parse_judgment(judgment, parse_rating)
 
 
 def rating_of(samples: Sequence[ParseResult]) -> tuple[str, float | int | None]:

@@ -22,7 +22,7 @@ from typing import Any
 from harness.errors import DataError
 from harness.progress import console
 from harness.task import JudgeCall, JudgeSettings, Session, TaskData
-from harness.types import ChatMessage, ParseResult
+from harness.types import ChatMessage
 from tasks.mtbench import fastchat_export
 from tasks.mtbench.data import (
     JUDGE_PROMPTS,
@@ -45,7 +45,7 @@ from tasks.mtbench.data import (
     locate,
     temperature_for,
 )
-from tasks.mtbench.judge import fill_prompt, needs_reference, parse_rating, prompt_name
+from tasks.mtbench.judge import fill_prompt, needs_reference, prompt_name
 from tasks.mtbench.scoring import METRIC, aggregate
 
 
@@ -191,9 +191,6 @@ class MTBench:
             reference=item.reference,
         )
         return [JudgeCall(metric=METRIC, turn=turn, messages=request, template=name)]
-
-    def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult:
-        return parse_rating(text)
 
     def template_hashes(self) -> dict[str, str]:
         """sha256 of ``judge_prompts.jsonl`` and of each prompt record this task uses (after :meth:`load`)."""

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from harness.stats import clustered_mean
+from harness.task import parse_judgment
 from harness.types import ParseResult
 from judges.parsers import parse_consistency, parse_knowledge, parse_rejection
 from judges.reducers import TurnVerdict, reduce_consistency, reduce_knowledge, reduce_rejection
@@ -33,14 +34,8 @@ def parse_sample(metric: str, text: str | None, lang: str) -> ParseResult:
 
 
 def judgment_samples(metric: str, judgment: Mapping[str, Any], lang: str) -> list[ParseResult]:
-    """Parse a recorded judgment's completions; a failed or missing call yields api_error samples."""
-    texts = list(judgment.get("completions") or [])
-    if judgment.get("status") != "ok":
-        return [ParseResult("api_error", reason=str(judgment.get("status")))] * max(1, len(texts))
-    return [
-        ParseResult("api_error", reason="missing_choice") if t is None else parse_sample(metric, t, lang)
-        for t in texts
-    ] or [ParseResult("api_error", reason="no_choices")]
+    """Parse a recorded judgment's completions with this metric's parser (see :func:`parse_judgment`)."""
+    return parse_judgment(judgment, lambda text: parse_sample(metric, text, lang))
 
 
 def turn_verdict(metric: str, samples: Sequence[ParseResult], label: str) -> TurnVerdict:

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.jsonl import atomic_write_jsonl
 from harness.task import JudgeCall, JudgeSettings, Session, TaskData
-from harness.types import ChatMessage, ParseResult
+from harness.types import ChatMessage
 from judges.render import render_judge_prompt, template_hashes
 from tasks.wikiroleeval.data import (
     WikiItem,
@@ -18,7 +18,7 @@ from tasks.wikiroleeval.data import (
     load_wikiroleeval,
     resolve_data_path,
 )
-from tasks.wikiroleeval.scoring import aggregate, parse_sample
+from tasks.wikiroleeval.scoring import aggregate
 
 REVIEW_FILE = "ditto_review.jsonl"
 
@@ -87,9 +87,6 @@ class WikiRoleEval:
             JudgeCall(metric=m, turn=turn, messages=[{"role": "user", "content": p}], template=f"{m}.{lang}")
             for m, p in prompts.items()
         ]
-
-    def parse(self, metric: str, text: str | None, session: dict[str, Any]) -> ParseResult:
-        return parse_sample(metric, text, session["lang"])
 
     def template_hashes(self) -> dict[str, str]:
         return template_hashes()
