@@ -30,9 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from harness import __version__
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 """First bytes of a Git LFS pointer file."""
@@ -94,6 +95,15 @@ class _SourceFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+
+
+def mirror_urls(env_var: str) -> list[str]:
+    """The whitespace-separated mirror URLs in ``env_var`` (none when unset); http, https or file only."""
+    urls = os.environ.get(env_var, "").split()
+    for url in urls:
+        if urlsplit(url).scheme not in ("http", "https", "file"):
+            raise ConfigError(f"{env_var}: unsupported URL {url!r} (expected http, https or file)")
+    return urls
 
 
 def default_cache_dir() -> Path:

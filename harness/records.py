@@ -141,7 +141,7 @@ def finalize_run(
     atomic_write_jsonl(run_dir / "samples.jsonl", [r for name in tasks for r in records[name]])
     exports: list[str] = []
     for name, task in tasks.items():
-        exports += task.export(run_dir, records[name], results["tasks"][name])
+        exports += task.export(run_dir, records[name], results["tasks"][name], spec=run_json["spec"])
     results["files"] = ["run.json", "samples.jsonl", "results.json", *exports]
     atomic_write_json(run_dir / "results.json", results)
     run_json = dict(run_json)

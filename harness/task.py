@@ -104,10 +104,14 @@ class Task(Protocol):
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
 
     def export(
-        self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]
+        self,
+        run_dir: Path,
+        records: Sequence[dict[str, Any]],
+        results: dict[str, Any],
+        *,
+        spec: Mapping[str, Any],
     ) -> list[str]: ...
 
-    def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]: ...
 
 
 # name -> "module:factory"; factories take keyword options (e.g. shuffle_candidates) and return a Task.

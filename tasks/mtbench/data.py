@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from harness.datafetch import RemoteFile, Source, fetch
-from harness.errors import ConfigError, DataError
+from harness.datafetch import RemoteFile, Source, fetch, mirror_urls
+from harness.errors import DataError
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
 from harness.jsonl import iter_jsonl
 
@@ -91,7 +89,6 @@ REFERENCES = _bench_file(
     "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
     51109,
 )
-BENCH_FILES = (QUESTIONS, JUDGE_PROMPTS, REFERENCES)
 
 
 @dataclass(frozen=True)
@@ -162,16 +159,11 @@ def fastchat_model_name(path: Path) -> str:
 
 def sources_for(bench_file: BenchFile) -> tuple[Source, ...]:
     """Mirrors from ``DITTO_BENCH_MTBENCH_MIRRORS`` first, then FastChat's repository at the pinned commit."""
-    bases = [*os.environ.get(MIRRORS_ENV, "").split(), UPSTREAM_DATA_URL]
-    out: list[Source] = []
-    for base in bases:
-        if urlsplit(base).scheme not in ("http", "https", "file"):
-            raise ConfigError(f"{MIRRORS_ENV}: unsupported URL {base!r} (expected http, https or file)")
-        out.append(Source(f"{base.rstrip('/')}/{bench_file.upstream_path}"))
-    return tuple(out)
+    bases = [*mirror_urls(MIRRORS_ENV), UPSTREAM_DATA_URL]
+    return tuple(Source(f"{base.rstrip('/')}/{bench_file.upstream_path}") for base in bases)
 
 
-def locate(bench_file: BenchFile, data_dir: Path | None, cache_dir: Path | None = None) -> Path:
+def locate(bench_file: BenchFile, data_dir: Path | None) -> Path:
     """The local file for ``bench_file``: under ``data_dir`` when given, else the verified download."""
     if data_dir is not None:
         for rel in bench_file.local_paths:
@@ -180,7 +172,7 @@ def locate(bench_file: BenchFile, data_dir: Path | None, cache_dir: Path | None 
                 return candidate
         tried = " or ".join(str(data_dir / rel) for rel in bench_file.local_paths)
         raise DataError(f"--data_path {data_dir}: {bench_file.key} not found (looked for {tried})")
-    return fetch(replace(bench_file.remote, sources=sources_for(bench_file)), cache_dir)
+    return fetch(replace(bench_file.remote, sources=sources_for(bench_file)))
 
 
 def check_data_dir(data_path: Path | None) -> Path | None:

@@ -13,8 +13,7 @@ the answers come from a FastChat answer file (``choices[0].turns``; the last rec
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,21 +222,21 @@ class MTBench:
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
-    def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]:
+    def export(
+        self,
+        run_dir: Path,
+        records: Sequence[dict[str, Any]],
+        results: dict[str, Any],
+        *,
+        spec: Mapping[str, Any],
+    ) -> list[str]:
         """FastChat ``model_judgment/<judge>_single.jsonl`` and ``model_answer/<model>.jsonl`` of this
-        task."""
-        spec: dict[str, Any] = {}
-        run_json = run_dir / "run.json"
-        if run_json.exists():
-            spec = json.loads(run_json.read_text(encoding="utf-8")).get("spec", {})
+        task (``spec``: the run's spec, for the judge and model names)."""
         judge = (spec.get("tasks", {}).get(self.name, {}).get("judge") or {}).get(
             "model", self.judge_defaults.model
         )
         model = fastchat_export.model_name(spec.get("model") or {}, records)
         return fastchat_export.export(run_dir, self.name, records, model=model, judge_model=str(judge))
-
-    def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]:
-        return []
 
 
 def make_roleplay_task(**_options: Any) -> MTBench:

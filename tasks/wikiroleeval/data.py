@@ -20,14 +20,13 @@ the same sha256.
 from __future__ import annotations
 
 import json
-import os
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from harness.datafetch import RemoteFile, Source, fetch
+from harness.datafetch import RemoteFile, Source, fetch, mirror_urls
 from harness.errors import ConfigError, DataError
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
 from harness.jsonl import iter_jsonl, json_type
@@ -137,8 +136,7 @@ def load_wikiroleeval(
 
 def official_sources() -> tuple[Source, ...]:
     """Return the official test file's sources: env-var mirrors first, then the LFS media URL."""
-    mirrors = os.environ.get(MIRRORS_ENV, "").split()
-    return (*(_mirror_source(url) for url in mirrors), *OFFICIAL_TEST_FILE.sources)
+    return (*(_mirror_source(url) for url in mirror_urls(MIRRORS_ENV)), *OFFICIAL_TEST_FILE.sources)
 
 
 def resolve_data_path(data_path: Path | None, cache_dir: Path | None) -> Path:
@@ -152,10 +150,7 @@ def resolve_data_path(data_path: Path | None, cache_dir: Path | None) -> Path:
 
 
 def _mirror_source(url: str) -> Source:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "file"):
-        raise ConfigError(f"{MIRRORS_ENV}: unsupported URL {url!r} (expected http, https or file)")
-    if parts.path.lower().endswith(".zip"):
+    if urlsplit(url).path.lower().endswith(".zip"):
         return Source(url, kind="zip", member=OFFICIAL_TEST_FILE.name)
     return Source(url)
 

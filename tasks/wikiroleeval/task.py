@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,14 @@ class WikiRoleEval:
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
-    def export(self, run_dir: Path, records: Sequence[dict[str, Any]], results: dict[str, Any]) -> list[str]:
+    def export(
+        self,
+        run_dir: Path,
+        records: Sequence[dict[str, Any]],
+        results: dict[str, Any],
+        *,
+        spec: Mapping[str, Any],
+    ) -> list[str]:
         """Write the official review format so the released ``scoring.py`` reproduces our numbers.
 
         Per item: the test item plus ``messages``, ``consist_scores``, ``reject_scores`` (the 0/1 prediction)
@@ -130,9 +137,6 @@ class WikiRoleEval:
             rows.append(item)
         atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
         return [REVIEW_FILE]
-
-    def summary_rows(self, results: dict[str, Any]) -> list[tuple[str, str, str]]:
-        return []
 
 
 def make_task(*, shuffle_candidates: bool = False, seed: int = 1234) -> WikiRoleEval:
