@@ -34,6 +34,18 @@ def shared_dir(repo_root: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module, restored after it: the tiny model gains nothing from
+    threads, and on a busy 2-core CI box they cost ~5x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Give every test its own empty cache dir and no real API credentials or endpoints."""

@@ -11,7 +11,7 @@ import pytest
 from harness.cli import main
 from tests.wre_support import FIXTURES, load_items, scripted_judge, write_items
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 REPO = Path(__file__).resolve().parents[1]
 JUDGE_FALLBACK = ["Analysis.\nThe most suitable role is [Sherlock Holmes]\n7"]
 
@@ -42,9 +42,6 @@ def _evaluate(judge_server: Any, model_args: str, out: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_train_then_evaluate(mode: str, tiny_model_dir: Path, judge_server: Any, tmp_path: Path) -> None:
-    import torch
-
-    torch.set_num_threads(1)
     out = tmp_path / f"sft-{mode}"
     argv = [
         "train", "--config", str(REPO / "ditto_train/configs/sft_tiny_cpu.yaml"),
