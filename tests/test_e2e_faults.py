@@ -16,7 +16,7 @@ import pytest
 from harness.cli import main
 from tests.support.fake_openai import FakeOpenAI, Fault
 from tests.test_e2e_wikiroleeval import EXPECTED, _check_golden, _judge_args, _two_sessions, _verdicts
-from tests.wre_support import metric_of, scripted_judge
+from tests.wre_support import metric_of, replay_then_judge, scripted_judge
 
 
 def _on(metric: str, query: str, model: str = "judge-x") -> Callable[[dict[str, Any]], bool]:
@@ -126,17 +126,7 @@ def test_persistent_judge_failure_is_counted_then_retried(
 
 def test_model_failure_is_an_error_state_then_resumes(judge_server: FakeOpenAI, tmp_path: Path) -> None:
     path, (a, b) = _two_sessions(tmp_path)
-    replies: dict[str, str] = {}
-    for item in (a, b):
-        msgs = item["messages"]
-        for k in range(1, len(msgs), 2):
-            replies[msgs[k]["content"]] = msgs[k + 1]["content"]
-    judge = scripted_judge(_verdicts(a, b))
-
-    def respond(body: dict[str, Any]) -> Any:
-        if body["model"] == "roleplayer":
-            return replies[body["messages"][-1]["content"]]
-        return judge(body)
+    respond = replay_then_judge([a, b], scripted_judge(_verdicts(a, b)))
 
     def model_turn1_of_a(body: dict[str, Any]) -> bool:
         return body.get("model") == "roleplayer" and body["messages"][-1]["content"] == a["prompts"][1]

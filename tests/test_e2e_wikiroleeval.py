@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from tests.wre_support import load_items, scripted_judge, write_items
+from tests.wre_support import load_items, replay_then_judge, scripted_judge, write_items
 
 GOLD_A, GOLD_B = "Sherlock Holmes", "林黛玉"
 
@@ -163,17 +163,7 @@ def test_review_file_matches_official_scoring(judge_server: Any, tmp_path: Path)
 def test_run_api_model_golden_and_history(judge_server: Any, tmp_path: Path) -> None:
     """`run` with local-chat-completions: the model gets the full history; same golden numbers."""
     path, (a, b) = _two_sessions(tmp_path)
-    replies = {}
-    for item in (a, b):
-        msgs = item["messages"]
-        for k in range(1, len(msgs), 2):
-            replies[msgs[k]["content"]] = msgs[k + 1]["content"]
-    judge = scripted_judge(_verdicts(a, b))
-
-    def respond(body: dict[str, Any]) -> Any:
-        if body["model"] == "roleplayer":
-            return replies[body["messages"][-1]["content"]]
-        return judge(body)
+    respond = replay_then_judge([a, b], scripted_judge(_verdicts(a, b)))
 
     judge_server.set_responder(respond)
     out = tmp_path / "run"

@@ -64,3 +64,22 @@ def realistic_verdicts(body: dict[str, Any]) -> list[str]:
         analysis = "The reply uses the tips accurately and adds plausible detail."
         return [f"{analysis}\n{score}" for score in ("7", "8", "Score: 7")]
     return ["0", "0", "1"]
+
+
+def replay_then_judge(
+    items: list[dict[str, Any]], judge: Callable[[dict[str, Any]], list[str]], *, model: str = "roleplayer"
+) -> Callable[[dict[str, Any]], Any]:
+    """Responder playing both sides: requests for ``model`` get the recorded reply to their last user
+    message (from the items' ``messages``); every other request goes to ``judge``."""
+    replies: dict[str, str] = {}
+    for item in items:
+        msgs = item["messages"]
+        for k in range(1, len(msgs), 2):
+            replies[msgs[k]["content"]] = msgs[k + 1]["content"]
+
+    def respond(body: dict[str, Any]) -> Any:
+        if body["model"] == model:
+            return replies[body["messages"][-1]["content"]]
+        return judge(body)
+
+    return respond
