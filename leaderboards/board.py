@@ -112,7 +112,7 @@ def _cell(col: Column, tr: TaskRun, variant: str, complete: bool) -> Cell:
 
 
 def _run_rows(
-    definition: Definition, columns: list[Column], runs: Sequence[RunInfo], allow_mixed: bool
+    columns: list[Column], runs: Sequence[RunInfo], allow_mixed: bool
 ) -> tuple[list[Row], list[str]]:
     tasks = list(dict.fromkeys(c.task for c in columns))
     variants = {t: _variants(t, runs, allow_mixed) for t in tasks}
@@ -135,12 +135,10 @@ def _run_rows(
             tr = run.tasks[t]
             letter = variants[t][_signature_key(tr)]
             row.judges[t] = tr.judge_label()
-            judge_notes[t].setdefault(letter, "")
-            description = (
+            judge_notes[t][letter] = (
                 f"judge {tr.judge_label()}; task version {tr.version}; judge templates {tr.templates_id}; "
                 f"{tr.n_sessions} sessions" + (f" (--limit {tr.limit})" if tr.limit else "")
             )
-            judge_notes[t][letter] = description
             for col in columns:
                 if col.task == t:
                     row.cells[col.id] = _cell(col, tr, letter, run.complete)
@@ -193,7 +191,7 @@ def build_board(
         raise ConfigError(
             f"--tasks: none of {list(tasks or [])} is in {definition.name} ({definition.tasks})"
         )
-    run_rows, run_notes = _run_rows(definition, columns, runs, allow_mixed)
+    run_rows, run_notes = _run_rows(columns, runs, allow_mixed)
     attached: dict[int, list[Row]] = {i: [] for i in range(len(run_rows))}
     unattached: list[Row] = []
     extra_notes: list[str] = []
