@@ -66,6 +66,9 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
                    help="validate inputs, print the number of judge calls and a token estimate, call nothing")
     p.add_argument("--bootstrap_resamples", type=int, default=2000,
                    help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--max_consecutive_failures", type=int, default=20,
+                   help="stop a phase (rollout or judging) after this many failed calls in a row; the first "
+                        "400/401/403/404 stops it at once; a re-run resumes (default 20)")
     _judge_flags(p)
 
 
@@ -131,6 +134,8 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         raise ConfigError("--judge_concurrency must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be >= 1")
+    if args.max_consecutive_failures < 1:
+        raise ConfigError("--max_consecutive_failures must be >= 1")
     return RunConfig(
         tasks=tasks,
         output_path=args.output_path,
@@ -157,6 +162,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
+        max_consecutive_failures=args.max_consecutive_failures,
     )
 
 

@@ -13,16 +13,18 @@ from typing import Any
 from harness.backends import load_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
 from harness.backends.lmeval import validate_backend
+from harness.breaker import DEFAULT_MAX_CONSECUTIVE
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
 from harness.errors import ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_json
-from harness.judging import judge, judge_calls_for, plan_calls
+from harness.judging import judge_calls_for
+from harness.pipeline import run_phases
 from harness.progress import console
-from harness.records import build_records, finalize_run
-from harness.rollout import pending_turns, rollout
+from harness.records import finalize_run, iter_records
+from harness.rollout import pending_turns
 from harness.runrecord import environment, fingerprint, prepare_run_dir
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
 
@@ -56,6 +58,7 @@ class RunConfig:
     overwrite: bool = False
     dry_run: bool = False
     n_boot: int = 2000
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -202,11 +205,6 @@ def execute(cfg: RunConfig) -> int:
         def gen_kwargs_for(s: Session) -> dict[str, Any]:
             return {**tasks[s.task].default_gen_kwargs(), **s.gen_overrides, **cfg.gen_kwargs}
 
-        roll = rollout(
-            all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed,
-            is_local=lambda b: not getattr(b, "is_api", True),
-        )
-        calls, done = plan_calls(tasks, sessions, journal)
         clients: dict[str, ChatClient] = {}
         by_model: dict[str, ChatClient] = {}
         for name in tasks:
@@ -218,9 +216,17 @@ def execute(cfg: RunConfig) -> int:
                     timeout=cfg.judge_timeout, cache=cache, split_samples=cfg.judge_split_samples,
                 )
             clients[name] = by_model[model]
-        if calls:
-            console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-        judged = judge(calls, clients, judges, journal, done)
+        phases = run_phases(
+            tasks=tasks, sessions=all_sessions, journal=journal, clients=clients, judges=judges,
+            judge_concurrency=cfg.judge_concurrency,
+            backend_factory=factory if cfg.mode == "run" else None, gen_kwargs_for=gen_kwargs_for,
+            is_local=lambda b: not getattr(b, "is_api", True), seed=cfg.seed,
+            max_consecutive=cfg.max_consecutive_failures,
+        )
+        if phases.backend_spec is not None:
+            run_json["backend"] = phases.backend_spec  # as loaded: e.g. hf's batch_size default
+        if phases.stopped:
+            run_json["stopped"] = phases.stopped
     except BaseException as exc:
         # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -231,9 +237,9 @@ def execute(cfg: RunConfig) -> int:
         journal.close()
         if cache is not None:
             cache.close()
-    records = build_records(tasks, sessions, journal)
+    records = iter_records(tasks, sessions, journal)  # streamed into samples.jsonl, one session at a time
     summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
-    summary["this_invocation"] = {"rollout": roll, "judge": judged}
+    summary["this_invocation"] = {"rollout": phases.rollout, "judge": phases.judge}
     return report_exit(summary)
 
 

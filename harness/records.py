@@ -4,74 +4,121 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.journal import Journal
-from harness.jsonl import atomic_write_json, atomic_write_jsonl, read_jsonl
-from harness.rollout import conversation_with_replies, replies_so_far
+from harness.journal import Journal, messages_hash
+from harness.jsonl import atomic_write_json, atomic_write_jsonl, iter_jsonl
+from harness.rollout import conversation_with_replies, replies_so_far, sent_messages
 from harness.task import Session, Task, get_task
 
 
-def _generation(journal: Journal, s: Session, turn: int) -> dict[str, Any]:
+def _generation(journal: Journal, s: Session, turn: int, replies: Sequence[str]) -> dict[str, Any]:
     if s.given_replies is not None:
         return {"status": "given"}
-    g = journal.gens.get((s.task, s.session_id, turn))
-    if g is None:
+    key = (s.task, s.session_id, turn)
+    if key not in journal.gens:
         return {"status": "pending"}
-    keys = (
-        "status", "error", "sent_messages", "system_merged", "trimmed_turns", "truncated", "cached",
-        "gen_kwargs",
-    )
-    out = {k: g.get(k) for k in keys}
+    g = journal.gens[key]
+    out: dict[str, Any] = {"status": g.get("status"), "error": g.get("error")}
+    out["sent_messages"] = sent_messages(g, s, replies[:turn])
+    for k in ("system_merged", "trimmed_turns", "truncated", "cached", "gen_kwargs"):
+        out[k] = g.get(k)
     if "raw_text" in g:  # the backend's text before the task's post-processing (e.g. MT-Bench's strip)
         out["raw_text"] = g["raw_text"]
     return out
 
 
+def session_record(task: Task, s: Session, journal: Journal) -> dict[str, Any]:
+    """One session's record from the journal (messages sent, raw judge completions, states)."""
+    name = s.task
+    replies = replies_so_far(journal, s)
+    msgs = conversation_with_replies(s, replies)
+    turns: list[dict[str, Any]] = []
+    for t in range(len(s.prompts)):
+        judgments: dict[str, Any] = {}
+        if t < len(replies):
+            for call in task.judge_calls(s, msgs, t):
+                # Only a verdict on exactly these messages counts (a stale one is "pending", re-judged).
+                e = journal.judgment((name, s.session_id, t, call.metric), messages_hash(call.messages))
+                judgments[call.metric] = {
+                    "status": e["status"] if e else "pending",
+                    "template": call.template,
+                    "prompt": call.messages,
+                    "completions": e["texts"] if e else [],
+                    "error": e.get("error") if e else None,
+                    "usage": e.get("usage") if e else None,
+                    "cached": e.get("cached") if e else None,
+                    "attempts": e.get("attempts") if e else None,
+                }
+        turns.append({"turn": t, "generation": _generation(journal, s, t, replies), "judgments": judgments})
+    return {
+        "task": name,
+        "session_id": s.session_id,
+        "index": s.index,
+        "lang": s.lang,
+        "system": s.system,
+        "prompts": s.prompts,
+        **task.session_extra(s),
+        "messages": msgs,
+        "turns": turns,
+    }
+
+
+def iter_records(
+    tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal
+) -> Iterator[dict[str, Any]]:
+    """Every session's record, task by task, built one at a time."""
+    for name, task in tasks.items():
+        for s in sessions[name]:
+            yield session_record(task, s, journal)
+
+
 def build_records(
     tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal
 ) -> dict[str, list[dict[str, Any]]]:
-    """Assemble one record per session from the journal (messages sent, raw judge completions, states)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name, task in tasks.items():
-        recs: list[dict[str, Any]] = []
-        for s in sessions[name]:
-            replies = replies_so_far(journal, s)
-            msgs = conversation_with_replies(s, replies)
-            turns: list[dict[str, Any]] = []
-            for t in range(len(s.prompts)):
-                judgments: dict[str, Any] = {}
-                if t < len(replies):
-                    for call in task.judge_calls(s, msgs, t):
-                        e = journal.judges.get((name, s.session_id, t, call.metric))
-                        judgments[call.metric] = {
-                            "status": e["status"] if e else "pending",
-                            "template": call.template,
-                            "prompt": call.messages,
-                            "completions": e["texts"] if e else [],
-                            "error": e.get("error") if e else None,
-                            "usage": e.get("usage") if e else None,
-                            "cached": e.get("cached") if e else None,
-                            "attempts": e.get("attempts") if e else None,
-                        }
-                turns.append({"turn": t, "generation": _generation(journal, s, t), "judgments": judgments})
-            rec: dict[str, Any] = {
-                "task": name,
-                "session_id": s.session_id,
-                "index": s.index,
-                "lang": s.lang,
-                "system": s.system,
-                "prompts": s.prompts,
-                **task.session_extra(s),
-                "messages": msgs,
-                "turns": turns,
-            }
-            recs.append(rec)
-        out[name] = recs
+    """All records in memory, by task (small runs and tests; runs stream them with :func:`iter_records`)."""
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in tasks}
+    for rec in iter_records(tasks, sessions, journal):
+        out[rec["task"]].append(rec)
     return out
+
+
+class RecordStream(Sequence[dict[str, Any]]):
+    """The records of one task in ``samples.jsonl``, read back from the file on every pass.
+
+    What aggregation and exports are given instead of a list: each iteration parses the file line by line,
+    so no pass holds more than one record (changes a pass makes to a record are not kept).
+    """
+
+    def __init__(self, path: Path, task: str) -> None:
+        self.path, self.task = path, task
+        self._len: int | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        marker = json.dumps(self.task, ensure_ascii=False)
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                if marker.encode("utf-8") not in raw:  # cheap pre-filter; the parsed field decides
+                    continue
+                rec = json.loads(raw)
+                if rec.get("task") == self.task:
+                    yield rec
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        for i, rec in enumerate(self):
+            if i == index:
+                return rec
+        raise IndexError(index)
 
 
 def _usage(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -111,22 +158,45 @@ def _merge(a: dict[str, int], b: Mapping[str, int]) -> None:
         a[k] = a.get(k, 0) + v
 
 
+def write_samples(path: Path, tasks: Mapping[str, Task], records: Iterable[dict[str, Any]]) -> None:
+    """Annotate each record with its task's parsed verdicts and write it, one line at a time, atomically."""
+
+    def annotated() -> Iterator[dict[str, Any]]:
+        for rec in records:
+            tasks[rec["task"]].annotate([rec])
+            yield rec
+
+    atomic_write_jsonl(path, annotated())
+
+
 def finalize_run(
     run_dir: Path,
     tasks: Mapping[str, Task],
-    records: Mapping[str, list[dict[str, Any]]],
+    records: Mapping[str, Iterable[dict[str, Any]]] | Iterable[dict[str, Any]],
     run_json: dict[str, Any],
     *,
     seed: int,
     n_boot: int,
 ) -> dict[str, Any]:
-    """Aggregate, then write samples.jsonl, results.json, task exports and the final run.json."""
+    """Aggregate, then write samples.jsonl, results.json, task exports and the final run.json.
+
+    ``records`` is a stream of records in task order (or a mapping task → records). They are annotated and
+    written to ``samples.jsonl`` as they come; aggregation and exports then read that file back, one record
+    at a time (:class:`RecordStream`), so memory does not grow with the number of sessions.
+    """
+    samples = run_dir / "samples.jsonl"
+    if isinstance(records, Mapping):
+        by_task = records
+        stream: Iterable[dict[str, Any]] = (r for name in tasks for r in by_task.get(name, []))
+    else:
+        stream = records
+    write_samples(samples, tasks, stream)
     results: dict[str, Any] = {"tasks": {}}
     roll_all: dict[str, int] = {}
     jud_all: dict[str, int] = {}
     for name, task in tasks.items():
-        recs = records[name]
-        res = task.aggregate(recs, seed=seed, n_boot=n_boot)  # also annotates records with parsed verdicts
+        recs = RecordStream(samples, name)
+        res = task.aggregate(recs, seed=seed, n_boot=n_boot)
         res["usage"] = _usage(recs)
         roll, jud = _progress_counts(recs)
         res["rollout"], res["judging"] = roll, jud
@@ -138,14 +208,14 @@ def finalize_run(
     complete = roll_all["turns_missing"] == 0 and jud_all["calls_missing"] == 0
     results["complete"] = complete
     results["model"] = run_json["spec"].get("model")
-    atomic_write_jsonl(run_dir / "samples.jsonl", [r for name in tasks for r in records[name]])
     exports: list[str] = []
     for name, task in tasks.items():
-        exports += task.export(run_dir, records[name], results["tasks"][name], spec=run_json["spec"])
+        recs = RecordStream(samples, name)
+        exports += task.export(run_dir, recs, results["tasks"][name], spec=run_json["spec"])
     results["files"] = ["run.json", "samples.jsonl", "results.json", *exports]
     atomic_write_json(run_dir / "results.json", results)
     run_json = dict(run_json)
-    run_json["status"] = "complete" if complete else "incomplete"
+    run_json["status"] = "complete" if complete and not run_json.get("stopped") else "incomplete"
     run_json["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run_json["files"] = results["files"]
     atomic_write_json(run_dir / "run.json", run_json)
@@ -166,9 +236,8 @@ def rescore_records(run_dir: Path, *, n_boot: int | None = None) -> dict[str, An
         )
         for name in run_json["spec"]["tasks"]
     }
-    records: dict[str, list[dict[str, Any]]] = {name: [] for name in tasks}
-    for rec in read_jsonl(samples_path):
-        records.setdefault(rec["task"], []).append(rec)
+    # Streamed from the file being replaced (the atomic write goes to a temp file beside it).
+    records = (rec for _, rec in iter_jsonl(samples_path) if rec.get("task") in tasks)
     return finalize_run(
         run_dir, tasks, records, run_json,
         seed=int(cfg.get("seed", 1234)), n_boot=int(n_boot or cfg.get("n_boot", 2000)),

@@ -101,6 +101,10 @@ class Task(Protocol):
 
     def session_extra(self, session: Session) -> dict[str, Any]: ...
 
+    def annotate(self, records: Sequence[dict[str, Any]]) -> None:
+        """Add the parsed verdicts and scores to each record's judgments, in place (one record at a time)."""
+        ...
+
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
 
     def export(

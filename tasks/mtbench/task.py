@@ -45,7 +45,7 @@ from tasks.mtbench.data import (
     temperature_for,
 )
 from tasks.mtbench.judge import fill_prompt, needs_reference, prompt_name
-from tasks.mtbench.scoring import METRIC, aggregate
+from tasks.mtbench.scoring import METRIC, aggregate, annotate
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,9 @@ class MTBench:
         return extra
 
     # ----------------------------------------------------------------------------------------- aggregation
+
+    def annotate(self, records: Sequence[dict[str, Any]]) -> None:
+        annotate(records)
 
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from tasks.wikiroleeval.data import (
     load_wikiroleeval,
     resolve_data_path,
 )
-from tasks.wikiroleeval.scoring import aggregate
+from tasks.wikiroleeval.scoring import aggregate, annotate
 
 REVIEW_FILE = "ditto_review.jsonl"
 
@@ -103,6 +103,9 @@ class WikiRoleEval:
             "item": item.raw,
         }
 
+    def annotate(self, records: Sequence[dict[str, Any]]) -> None:
+        annotate(records)
+
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
@@ -121,21 +124,22 @@ class WikiRoleEval:
         ``scoring.py`` skips null consistency/knowledge but counts a null rejection as a disagreement, so the
         numbers agree exactly when ``failures.rejection.turns_no_verdict`` is 0.
         """
-        rows = []
-        for rec in records:
-            item = dict(rec["item"])
-            meta = dict(item.get("meta") or {})
-            meta.setdefault("lang", rec["lang"])
-            meta.setdefault("label", rec["label"])
-            meta.setdefault("rejection_labels", rec["rejection_labels"])
-            item["meta"] = meta
-            item["messages"] = rec["messages"]
-            judged = [t for t in rec["turns"] if t["judgments"]]
-            item["consist_scores"] = [t["judgments"]["consistency"]["score"] for t in judged]
-            item["reject_scores"] = [t["judgments"]["rejection"]["verdict"]["value"] for t in judged]
-            item["knowledge_scores"] = [t["judgments"]["knowledge"]["score"] for t in judged]
-            rows.append(item)
-        atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
+        def rows() -> Iterator[dict[str, Any]]:  # streamed: records are read back one at a time
+            for rec in records:
+                item = dict(rec["item"])
+                meta = dict(item.get("meta") or {})
+                meta.setdefault("lang", rec["lang"])
+                meta.setdefault("label", rec["label"])
+                meta.setdefault("rejection_labels", rec["rejection_labels"])
+                item["meta"] = meta
+                item["messages"] = rec["messages"]
+                judged = [t for t in rec["turns"] if t["judgments"]]
+                item["consist_scores"] = [t["judgments"]["consistency"]["score"] for t in judged]
+                item["reject_scores"] = [t["judgments"]["rejection"]["verdict"]["value"] for t in judged]
+                item["knowledge_scores"] = [t["judgments"]["knowledge"]["score"] for t in judged]
+                yield item
+
+        atomic_write_jsonl(run_dir / REVIEW_FILE, rows())
         return [REVIEW_FILE]
 
 
