@@ -274,3 +274,24 @@ def test_a_dead_judge_port_stops_after_k_consecutive_failures(
         assert main(cmd) == 0
         assert revived.count() == 21 - 0  # the 3 failed calls and the 18 never sent
     _check_golden(out)
+
+
+def test_hf_gets_a_batch_size_that_uses_the_machine_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.backends.lmeval as lmeval
+
+    seen: dict[str, Any] = {}
+
+    class FakeHF:
+        tokenizer = None
+
+        @classmethod
+        def create_from_arg_obj(cls, args: dict[str, Any]) -> FakeHF:
+            seen.update(args)
+            return cls()
+
+    monkeypatch.setattr(lmeval, "_resolve_class", lambda name: FakeHF)
+    backend = lmeval.load_backend("hf", "pretrained=some/dir,device=cpu", seed=0)
+    assert seen["batch_size"] == lmeval.HF_DEFAULT_BATCH["cpu"] > 1  # lm-eval's own default is 1
+    assert backend.spec["model_args"]["batch_size"] == seen["batch_size"]  # what run.json records
+    lmeval.load_backend("hf", "pretrained=some/dir,device=cpu,batch_size=3", seed=0)
+    assert seen["batch_size"] == 3  # an explicit value is kept
