@@ -105,8 +105,10 @@ def judge_entry(p: PlannedCall, result: Any) -> dict[str, Any]:
 class Judger:
     """Concurrent judge calls fed while the rollout goes on; one journal writer (the event loop).
 
-    ``concurrency`` workers take planned calls from a queue; each client still bounds its own requests in
-    flight. The breaker stops the phase: calls not sent stay pending for the next run.
+    Work is queued as light references, ``(session, turns)``, and expanded into rendered judge prompts only
+    when a worker gets to it, so memory does not grow with a backlog however far the rollout runs ahead.
+    ``concurrency`` workers send the calls; each client still bounds its own requests in flight. The breaker
+    stops the phase: calls not sent stay pending for the next run.
     """
 
     def __init__(
@@ -129,10 +131,11 @@ class Judger:
             t: SamplingParams(temperature=js.temperature, max_tokens=js.max_tokens)
             for t, js in settings.items()
         }
-        self._queue: deque[PlannedCall] = deque()
+        # (session, first turn, end turn): judge turns [first, end) of the session, replies read back then.
+        self._turns: deque[tuple[Session, int, int]] = deque()
+        self._calls: deque[PlannedCall] = deque()
         self._n_workers = max(1, concurrency)
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
         self._closed = False
         self._workers: list[asyncio.Task[None]] = []
 
@@ -145,48 +148,47 @@ class Judger:
             if self.on_progress is not None:
                 self.on_progress(1)
             return
-        self._queue.append(p)
+        self._calls.append(p)
         self._wake.set()
 
     def submit_turn(self, session: Session, replies: Sequence[str], turn: int) -> None:
         """Queue the judge calls of a turn whose reply was just journalled (called from the loop)."""
-        if self.breaker.open:
-            return
-        for p in turn_calls(self.tasks[session.task], session, replies, turn):
-            self._push(p)
+        if not self.breaker.open:
+            self._turns.append((session, turn, turn + 1))
+            self._wake.set()
 
-    async def feed_backlog(self, sessions: Iterable[tuple[Session, int]]) -> None:
-        """Queue the calls of the first ``n`` turns of each ``(session, n)`` (replied before this
-        invocation), a few at a time so that the planned calls held stay bounded."""
-        high = 4 * self._n_workers
+    def feed_backlog(self, sessions: Iterable[tuple[Session, int]]) -> None:
+        """Queue the first ``n`` turns of each ``(session, n)``: the turns replied before this invocation."""
         for s, n in sessions:
-            replies = replies_so_far(self.journal, s)[:n]
-            for p in session_calls(self.tasks[s.task], s, replies):
-                if self.breaker.open:
-                    return
+            self._turns.append((s, 0, n))
+        self._wake.set()
+
+    def _expand(self) -> None:
+        """Render the judge calls of the next queued turns (replies read back from the journal)."""
+        s, first, end = self._turns.popleft()
+        replies = replies_so_far(self.journal, s)[:end]
+        if len(replies) < end:  # cannot happen for journalled replies; never judge a reply not recorded
+            end = len(replies)
+        task = self.tasks[s.task]
+        for turn in range(first, end):
+            for p in turn_calls(task, s, replies, turn):
                 self._push(p)
-            while len(self._queue) >= high and not self.breaker.open:
-                self._room.clear()
-                await self._room.wait()
 
     async def _worker(self) -> None:
-        try:
-            await self._work()
-        finally:
-            self._room.set()  # a feeder waiting for room must see the phase end
-
-    async def _work(self) -> None:
         while True:
-            while not self._queue:
-                if self._closed or self.breaker.open:
+            while not self._calls:
+                if self.breaker.open:
+                    return
+                if self._turns:
+                    self._expand()
+                    continue
+                if self._closed:
                     return
                 self._wake.clear()
                 await self._wake.wait()
             if self.breaker.open:
                 return
-            p = self._queue.popleft()
-            if len(self._queue) < 2 * self._n_workers:
-                self._room.set()
+            p = self._calls.popleft()
             n = self.settings[p.task].samples
             result = await self.clients[p.task].complete(p.call.messages, self._params[p.task], n=n)
             entry = judge_entry(p, result)
@@ -203,17 +205,18 @@ class Judger:
         """Wait until every queued call is done (or the breaker stopped the phase), then close clients."""
         self._closed = True
         self._wake.set()
-        self._room.set()
         try:
             await asyncio.gather(*self._workers)
         finally:
-            for client in {id(c): c for c in self.clients.values()}.values():
-                await client.aclose()
+            await self._close_clients()
 
     async def abort(self) -> None:
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
         for client in {id(c): c for c in self.clients.values()}.values():
             await client.aclose()
 

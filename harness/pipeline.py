@@ -98,7 +98,7 @@ async def _phases(
             on_progress=lambda k: progress.advance(jbar, k),
         )
         judger.start()
-        feeding = asyncio.create_task(judger.feed_backlog(backlog))
+        judger.feed_backlog(backlog)
         try:
             if backend_factory is not None:
                 assert gen_kwargs_for is not None and is_local is not None
@@ -114,10 +114,8 @@ async def _phases(
                     backend = await asyncio.to_thread(backend_factory)  # the judge starts meanwhile
                     result.backend_spec = dict(getattr(backend, "spec", {}) or {})
                     result.rollout = await roll.run(backend, local=is_local(backend))
-            await feeding
             await judger.finish()
         except BaseException:
-            feeding.cancel()
             await judger.abort()
             raise
     result.judge = dict(judger.counts)

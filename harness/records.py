@@ -11,17 +11,19 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.journal import Journal, messages_hash
 from harness.jsonl import atomic_write_json, atomic_write_jsonl, iter_jsonl
-from harness.rollout import conversation_with_replies, replies_so_far, sent_messages
+from harness.rollout import conversation_with_replies, sent_messages
 from harness.task import Session, Task, get_task
 
 
-def _generation(journal: Journal, s: Session, turn: int, replies: Sequence[str]) -> dict[str, Any]:
+def _generation(
+    journal: Journal, s: Session, turn: int, replies: Sequence[str], entry: dict[str, Any] | None = None
+) -> dict[str, Any]:
     if s.given_replies is not None:
         return {"status": "given"}
     key = (s.task, s.session_id, turn)
-    if key not in journal.gens:
+    if entry is None and key not in journal.gens:
         return {"status": "pending"}
-    g = journal.gens[key]
+    g = entry if entry is not None else journal.gens[key]
     out: dict[str, Any] = {"status": g.get("status"), "error": g.get("error")}
     out["sent_messages"] = sent_messages(g, s, replies[:turn])
     for k in ("system_merged", "trimmed_turns", "truncated", "cached", "gen_kwargs"):
@@ -34,7 +36,17 @@ def _generation(journal: Journal, s: Session, turn: int, replies: Sequence[str])
 def session_record(task: Task, s: Session, journal: Journal) -> dict[str, Any]:
     """One session's record from the journal (messages sent, raw judge completions, states)."""
     name = s.task
-    replies = replies_so_far(journal, s)
+    gens: list[dict[str, Any] | None] = [None] * len(s.prompts)
+    if s.given_replies is not None:
+        replies = list(s.given_replies)
+    else:
+        replies = []
+        for t in range(len(s.prompts)):
+            key = (name, s.session_id, t)
+            if key in journal.gens:
+                gens[t] = journal.gens[key]  # each entry read back once
+            if len(replies) == t and journal.gen_ok(key):
+                replies.append(gens[t]["text"])  # type: ignore[index]
     msgs = conversation_with_replies(s, replies)
     turns: list[dict[str, Any]] = []
     for t in range(len(s.prompts)):
@@ -53,7 +65,8 @@ def session_record(task: Task, s: Session, journal: Journal) -> dict[str, Any]:
                     "cached": e.get("cached") if e else None,
                     "attempts": e.get("attempts") if e else None,
                 }
-        turns.append({"turn": t, "generation": _generation(journal, s, t, replies), "judgments": judgments})
+        gen = _generation(journal, s, t, replies, gens[t])
+        turns.append({"turn": t, "generation": gen, "judgments": judgments})
     return {
         "task": name,
         "session_id": s.session_id,
@@ -93,6 +106,8 @@ class RecordStream(Sequence[dict[str, Any]]):
     so no pass holds more than one record (changes a pass makes to a record are not kept).
     """
 
+    annotated = True  # written by write_samples: every judgment already carries its parsed verdict
+
     def __init__(self, path: Path, task: str) -> None:
         self.path, self.task = path, task
         self._len: int | None = None
@@ -121,10 +136,20 @@ class RecordStream(Sequence[dict[str, Any]]):
         raise IndexError(index)
 
 
-def _usage(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+Counts = dict[str, int]
+
+
+def _counts(records: Iterable[Mapping[str, Any]]) -> tuple[Counts, tuple[Counts, Counts]]:
+    """Judge usage, rollout progress and judging progress, in one pass over the records."""
     u = {"judge_calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    roll = {"turns_total": 0, "turns_ok": 0, "turns_error": 0, "turns_pending": 0}
+    jud = {"calls_total": 0, "calls_ok": 0, "calls_api_error": 0, "calls_pending": 0}
+    gen_keys = {"ok": "turns_ok", "given": "turns_ok", "error": "turns_error"}
+    judge_keys = {"ok": "calls_ok", "api_error": "calls_api_error"}
     for r in records:
         for t in r["turns"]:
+            roll["turns_total"] += 1
+            roll[gen_keys.get(t["generation"]["status"], "turns_pending")] += 1
             for j in t["judgments"].values():
                 if j.get("cached"):
                     u["cached_calls"] += 1
@@ -132,25 +157,11 @@ def _usage(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
                 u["judge_calls"] += int(usage.get("calls", 0))
                 u["prompt_tokens"] += int(usage.get("prompt_tokens", 0))
                 u["completion_tokens"] += int(usage.get("completion_tokens", 0))
-    return u
-
-
-def _progress_counts(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
-    roll = {"turns_total": 0, "turns_ok": 0, "turns_error": 0, "turns_pending": 0}
-    jud = {"calls_total": 0, "calls_ok": 0, "calls_api_error": 0, "calls_pending": 0}
-    for r in records:
-        for t in r["turns"]:
-            roll["turns_total"] += 1
-            status = t["generation"]["status"]
-            key = {"ok": "turns_ok", "given": "turns_ok", "error": "turns_error"}.get(status, "turns_pending")
-            roll[key] += 1
-            for j in t["judgments"].values():
                 jud["calls_total"] += 1
-                jkey = {"ok": "calls_ok", "api_error": "calls_api_error"}.get(j["status"], "calls_pending")
-                jud[jkey] += 1
+                jud[judge_keys.get(j["status"], "calls_pending")] += 1
     roll["turns_missing"] = roll["turns_error"] + roll["turns_pending"]
     jud["calls_missing"] = jud["calls_api_error"] + jud["calls_pending"]
-    return roll, jud
+    return u, (roll, jud)
 
 
 def _merge(a: dict[str, int], b: Mapping[str, int]) -> None:
@@ -197,8 +208,7 @@ def finalize_run(
     for name, task in tasks.items():
         recs = RecordStream(samples, name)
         res = task.aggregate(recs, seed=seed, n_boot=n_boot)
-        res["usage"] = _usage(recs)
-        roll, jud = _progress_counts(recs)
+        res["usage"], (roll, jud) = _counts(recs)
         res["rollout"], res["judging"] = roll, jud
         res["version"] = task.version
         results["tasks"][name] = res

@@ -82,7 +82,8 @@ class _Acc:
 
 def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
     """Metrics per turn and over both turns, per category, with CIs and failure counts."""
-    annotate(records)
+    if not getattr(records, "annotated", False):  # records read back from samples.jsonl already are
+        annotate(records)
     overall = _Acc()
     by_cat: dict[str, _Acc] = {}
     cat_qids: dict[str, list[str]] = {}

@@ -71,7 +71,8 @@ def _empty_failures() -> dict[str, dict[str, int]]:
 
 def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
     """Metrics, 95% session-bootstrap CIs, failure counts and the rejection confusion matrix."""
-    annotate(records)
+    if not getattr(records, "annotated", False):  # records read back from samples.jsonl already are
+        annotate(records)
     failures = _empty_failures()
     # per split and metric: per-session (sum, count) of scored turn values
     sums: dict[str, dict[str, list[tuple[float, float]]]] = {s: {m: [] for m in METRICS} for s in SPLITS}
