@@ -23,7 +23,7 @@ from harness.jsonl import atomic_write_json
 from harness.judging import judge_calls_for
 from harness.pipeline import run_phases
 from harness.progress import console
-from harness.records import finalize_run, iter_records
+from harness.records import RecordWriter, finalize_run
 from harness.rollout import pending_turns
 from harness.runrecord import environment, fingerprint, prepare_run_dir
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
@@ -194,6 +194,7 @@ def execute(cfg: RunConfig) -> int:
     atomic_write_json(run_dir / "run.json", run_json)
     cache = _cache(cfg)
     journal = Journal(run_dir / "journal.jsonl")
+    writer = RecordWriter(run_dir, tasks, journal)  # each session's record as soon as it is complete
     try:
 
         def factory() -> ChatBackend:
@@ -221,7 +222,7 @@ def execute(cfg: RunConfig) -> int:
             judge_concurrency=cfg.judge_concurrency,
             backend_factory=factory if cfg.mode == "run" else None, gen_kwargs_for=gen_kwargs_for,
             is_local=lambda b: not getattr(b, "is_api", True), seed=cfg.seed,
-            max_consecutive=cfg.max_consecutive_failures,
+            max_consecutive=cfg.max_consecutive_failures, on_session_complete=writer.write,
         )
         if phases.backend_spec is not None:
             run_json["backend"] = phases.backend_spec  # as loaded: e.g. hf's batch_size default
@@ -232,13 +233,14 @@ def execute(cfg: RunConfig) -> int:
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run_json["error"] = f"{type(exc).__name__}: {exc}"[:500]
         atomic_write_json(run_dir / "run.json", run_json)
+        writer.close()
         raise
     finally:
         journal.close()
         if cache is not None:
             cache.close()
-    records = iter_records(tasks, sessions, journal)  # streamed into samples.jsonl, one session at a time
-    summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
+    writer.finish(sessions)  # samples.jsonl, in data order; nothing holds all records
+    summary = finalize_run(run_dir, tasks, None, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
     summary["this_invocation"] = {"rollout": phases.rollout, "judge": phases.judge}
     return report_exit(summary)
 

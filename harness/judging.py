@@ -138,6 +138,11 @@ class Judger:
         self._wake = asyncio.Event()
         self._closed = False
         self._workers: list[asyncio.Task[None]] = []
+        # Per session (by id): queued turn items plus calls not yet finished; and sessions whose rollout is
+        # over. A session with both done is handed to ``on_session_complete`` (its record can be written).
+        self.on_session_complete: Callable[[Session], None] | None = None
+        self._outstanding: dict[int, int] = {}
+        self._rolled: set[int] = set()
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._worker()) for _ in range(self._n_workers)]
@@ -155,13 +160,31 @@ class Judger:
         """Queue the judge calls of a turn whose reply was just journalled (called from the loop)."""
         if not self.breaker.open:
             self._turns.append((session, turn, turn + 1))
+            self._outstanding[id(session)] = self._outstanding.get(id(session), 0) + 1
             self._wake.set()
 
     def feed_backlog(self, sessions: Iterable[tuple[Session, int]]) -> None:
         """Queue the first ``n`` turns of each ``(session, n)``: the turns replied before this invocation."""
         for s, n in sessions:
             self._turns.append((s, 0, n))
+            self._outstanding[id(s)] = self._outstanding.get(id(s), 0) + 1
         self._wake.set()
+
+    def rollout_done(self, session: Session) -> None:
+        """No more turns of ``session`` will be generated in this invocation."""
+        self._rolled.add(id(session))
+        self._settle(session, 0)
+
+    def _settle(self, session: Session, delta: int) -> None:
+        key = id(session)
+        left = self._outstanding.get(key, 0) + delta
+        if left > 0:
+            self._outstanding[key] = left
+            return
+        self._outstanding.pop(key, None)
+        if key in self._rolled and self.on_session_complete is not None:
+            self._rolled.discard(key)
+            self.on_session_complete(session)
 
     def _expand(self) -> None:
         """Render the judge calls of the next queued turns (replies read back from the journal)."""
@@ -170,9 +193,11 @@ class Judger:
         if len(replies) < end:  # cannot happen for journalled replies; never judge a reply not recorded
             end = len(replies)
         task = self.tasks[s.task]
+        before = len(self._calls)
         for turn in range(first, end):
             for p in turn_calls(task, s, replies, turn):
                 self._push(p)
+        self._settle(s, len(self._calls) - before - 1)  # the calls queued now, less the item
 
     async def _worker(self) -> None:
         while True:
@@ -200,6 +225,7 @@ class Judger:
                 self.breaker.failure(entry["error"])
             if self.on_progress is not None:
                 self.on_progress(1)
+            self._settle(p.session, -1)
 
     async def finish(self) -> None:
         """Wait until every queued call is done (or the breaker stopped the phase), then close clients."""

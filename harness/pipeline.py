@@ -55,6 +55,7 @@ def run_phases(
     judges: Mapping[str, JudgeSettings],
     judge_concurrency: int,
     backend_factory: Callable[[], ChatBackend] | None = None,
+    on_session_complete: Callable[[Session], None] | None = None,
     gen_kwargs_for: Callable[[Session], dict[str, Any]] | None = None,
     is_local: Callable[[ChatBackend], bool] | None = None,
     seed: int = 1234,
@@ -63,7 +64,8 @@ def run_phases(
     """Generate every missing turn (when a backend is given) and judge every replied turn."""
     return asyncio.run(_phases(
         tasks=tasks, sessions=sessions, journal=journal, clients=clients, judges=judges,
-        judge_concurrency=judge_concurrency, backend_factory=backend_factory, gen_kwargs_for=gen_kwargs_for,
+        judge_concurrency=judge_concurrency, backend_factory=backend_factory,
+        on_session_complete=on_session_complete, gen_kwargs_for=gen_kwargs_for,
         is_local=is_local, seed=seed, max_consecutive=max_consecutive,
     ))
 
@@ -81,6 +83,7 @@ async def _phases(
     judges: Mapping[str, JudgeSettings],
     judge_concurrency: int,
     backend_factory: Callable[[], ChatBackend] | None,
+    on_session_complete: Callable[[Session], None] | None,
     gen_kwargs_for: Callable[[Session], dict[str, Any]] | None,
     is_local: Callable[[ChatBackend], bool] | None,
     seed: int,
@@ -97,15 +100,22 @@ async def _phases(
             tasks, clients, judges, journal, concurrency=judge_concurrency, breaker=judge_breaker,
             on_progress=lambda k: progress.advance(jbar, k),
         )
+        judger.on_session_complete = on_session_complete
         judger.start()
         judger.feed_backlog(backlog)
         try:
+            roll: Rollout | None = None
             if backend_factory is not None:
                 assert gen_kwargs_for is not None and is_local is not None
                 roll = Rollout(
                     sessions, journal, gen_kwargs_for, seed=seed, breaker=roll_breaker,
-                    on_turn=judger.submit_turn,
+                    on_turn=judger.submit_turn, on_session_done=judger.rollout_done,
                 )
+            rolling = {id(s) for s in roll.todo} if roll is not None else set()
+            for s in sessions:
+                if id(s) not in rolling:
+                    judger.rollout_done(s)  # nothing to generate: complete once judged
+            if roll is not None:
                 if roll.todo:
                     total = sum(len(s.prompts) for s in roll.todo)
                     done = total - sum(pending_count(journal, s) for s in roll.todo)

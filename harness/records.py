@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.journal import Journal, messages_hash
-from harness.jsonl import atomic_write_json, atomic_write_jsonl, iter_jsonl
+from harness.jsonl import atomic_open, atomic_write_json, atomic_write_jsonl, iter_jsonl
 from harness.rollout import conversation_with_replies, sent_messages
 from harness.task import Session, Task, get_task
 
@@ -99,6 +99,67 @@ def build_records(
     return out
 
 
+class RecordWriter:
+    """Writes each session's record as soon as the session is complete, then ``samples.jsonl`` in order.
+
+    During the run, records go to ``.samples.partial.jsonl`` in the order sessions complete (each annotated
+    with its parsed verdicts); only (offset, length) per session is kept. :meth:`finish` writes
+    ``samples.jsonl`` atomically in task and data order, copying the lines written and building the rest
+    (sessions stopped early, or all of them when nothing completed during the run), then removes the
+    partial file.
+    """
+
+    PARTIAL = ".samples.partial.jsonl"
+
+    def __init__(self, run_dir: Path, tasks: Mapping[str, Task], journal: Journal) -> None:
+        self.run_dir, self.tasks, self.journal = run_dir, tasks, journal
+        self.path = run_dir / self.PARTIAL
+        self.path.unlink(missing_ok=True)  # our own leftover from a killed run: rebuilt from the journal
+        self._fh: Any = None
+        self._end = 0
+        self._where: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def write(self, s: Session) -> None:
+        rec = session_record(self.tasks[s.task], s, self.journal)
+        self.tasks[s.task].annotate([rec])
+        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+        if self._fh is None:
+            self._fh = self.path.open("ab")
+        self._fh.write(line)
+        self._where[(s.task, s.session_id)] = (self._end, len(line))
+        self._end += len(line)
+
+    def finish(self, sessions: Mapping[str, Sequence[Session]]) -> Path:
+        target = self.run_dir / "samples.jsonl"
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        reader = self.path.open("rb") if self._where else None
+        try:
+            with atomic_open(target) as out:
+                for name in self.tasks:
+                    for s in sessions[name]:
+                        where = self._where.get((name, s.session_id))
+                        if where is not None and reader is not None:
+                            reader.seek(where[0])
+                            out.write(reader.read(where[1]))
+                        else:
+                            rec = session_record(self.tasks[name], s, self.journal)
+                            self.tasks[name].annotate([rec])
+                            out.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+        finally:
+            if reader is not None:
+                reader.close()
+            self.path.unlink(missing_ok=True)
+        return target
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.path.unlink(missing_ok=True)
+
+
 class RecordStream(Sequence[dict[str, Any]]):
     """The records of one task in ``samples.jsonl``, read back from the file on every pass.
 
@@ -183,7 +244,7 @@ def write_samples(path: Path, tasks: Mapping[str, Task], records: Iterable[dict[
 def finalize_run(
     run_dir: Path,
     tasks: Mapping[str, Task],
-    records: Mapping[str, Iterable[dict[str, Any]]] | Iterable[dict[str, Any]],
+    records: Mapping[str, Iterable[dict[str, Any]]] | Iterable[dict[str, Any]] | None,
     run_json: dict[str, Any],
     *,
     seed: int,
@@ -192,16 +253,16 @@ def finalize_run(
     """Aggregate, then write samples.jsonl, results.json, task exports and the final run.json.
 
     ``records`` is a stream of records in task order (or a mapping task → records). They are annotated and
-    written to ``samples.jsonl`` as they come; aggregation and exports then read that file back, one record
-    at a time (:class:`RecordStream`), so memory does not grow with the number of sessions.
+    written to ``samples.jsonl`` as they come; ``None`` means :class:`RecordWriter` already wrote it.
+    Aggregation and exports then read that file back, one record at a time (:class:`RecordStream`), so
+    memory does not grow with the number of sessions.
     """
     samples = run_dir / "samples.jsonl"
     if isinstance(records, Mapping):
         by_task = records
-        stream: Iterable[dict[str, Any]] = (r for name in tasks for r in by_task.get(name, []))
-    else:
-        stream = records
-    write_samples(samples, tasks, stream)
+        write_samples(samples, tasks, (r for name in tasks for r in by_task.get(name, [])))
+    elif records is not None:
+        write_samples(samples, tasks, records)
     results: dict[str, Any] = {"tasks": {}}
     roll_all: dict[str, int] = {}
     jud_all: dict[str, int] = {}

@@ -180,7 +180,9 @@ class Rollout:
         breaker: CircuitBreaker | None = None,
         on_turn: TurnDone | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_session_done: Callable[[Session], None] | None = None,
     ) -> None:
+        self.on_session_done = on_session_done
         self.todo = [s for s in sessions if s.given_replies is None and pending_count(journal, s) > 0]
         self.journal = journal
         self.gen_kwargs_for = gen_kwargs_for
@@ -197,17 +199,20 @@ class Rollout:
         self.journal.append(entry)
         if self.on_progress is not None:
             self.on_progress(1)
-        if entry["status"] == "ok":
+        ok = entry["status"] == "ok"
+        if ok:
             replies.append(entry["text"])
             self.counts["generated"] += 1
             self.breaker.success()
             if self.on_turn is not None:
                 self.on_turn(s, replies, turn)
-            return True
-        self.counts["failed"] += 1
-        if entry.get("reason") != "oversized":  # one runaway reply says nothing about the endpoint
-            self.breaker.failure(entry["error"])
-        return False
+        else:
+            self.counts["failed"] += 1
+            if entry.get("reason") != "oversized":  # one runaway reply says nothing about the endpoint
+                self.breaker.failure(entry["error"])
+        if (not ok or turn + 1 == len(s.prompts)) and self.on_session_done is not None:
+            self.on_session_done(s)  # this session's rollout is over for this invocation
+        return ok
 
     async def run(self, backend: ChatBackend, *, local: bool) -> dict[str, int]:
         if self.todo:

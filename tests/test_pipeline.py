@@ -38,7 +38,19 @@ def _is_model(r: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------------- pipelining and scheduling
 
 
-def test_judging_starts_while_the_rollout_goes_on(judge_server: FakeOpenAI, tmp_path: Path) -> None:
+def test_judging_starts_while_the_rollout_goes_on(
+    judge_server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.records import RecordWriter
+
+    written: list[str] = []
+    original = RecordWriter.write
+
+    def write(self: RecordWriter, s: Session) -> None:
+        written.append(s.session_id)
+        original(self, s)
+
+    monkeypatch.setattr(RecordWriter, "write", write)
     path, (a, b) = _two_sessions(tmp_path)
     judge_server.set_responder(replay_then_judge([a, b], scripted_judge(_verdicts(a, b))))
     judge_server.latency = 0.05
@@ -48,6 +60,10 @@ def test_judging_starts_while_the_rollout_goes_on(judge_server: FakeOpenAI, tmp_
     last_model = max(i for i, r in enumerate(log) if _is_model(r))
     first_judge = min(i for i, r in enumerate(log) if not _is_model(r))
     assert first_judge < last_model  # before this change every judge call came after the last reply
+    # Each record was written during the run, as its session completed (a's last turn goes first here).
+    assert written == ["wre-0001", "wre-0002"]
+    assert [r["session_id"] for r in _samples(out)] == ["wre-0001", "wre-0002"]  # the file in data order
+    assert not (out / RecordWriter.PARTIAL).exists()
     _check_golden(out)
 
 
