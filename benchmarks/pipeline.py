@@ -116,7 +116,9 @@ async def raw_client(base_url: str, task: Any, sessions: list[Any], conc: int, *
                                           "max_tokens": 2048, "n": 3})
         assert len(out["choices"]) == 3
 
-    ready = [(-len(s.prompts), k, s, []) for k, s in enumerate(sessions)]
+    ready: list[tuple[int, int, Any, list[str]]] = [
+        (-len(s.prompts), k, s, []) for k, s in enumerate(sessions)
+    ]
     heapq.heapify(ready)
 
     async def worker() -> None:
@@ -161,7 +163,8 @@ def ours_whole(base_url: str, data: Path, out: Path, conc: int) -> float:
 def run_argv(base_url: str, data: Path, out: Path, conc: int) -> list[str]:
     return [
         "run", "--model", "local-chat-completions",
-        "--model_args", f"model={MODEL},base_url={base_url}/chat/completions,num_concurrent={conc},max_retries=3",
+        "--model_args",
+        f"model={MODEL},base_url={base_url}/chat/completions,num_concurrent={conc},max_retries=3",
         "--tasks", "wikiroleeval", "--data_path", str(data), "--output_path", str(out),
         "--gen_kwargs", f"max_gen_toks={MAX_TOKENS}", "--judge_base_url", base_url, "--judge_model", JUDGE,
         "--judge_concurrency", str(conc), "--no_cache", "--bootstrap_resamples", "200",
@@ -234,7 +237,8 @@ def main_bench() -> int:
             write_data(data, args.sessions, with_replies=False)
             task, sessions = load_sessions(data)
             whole, roll = [], []
-            with run_fake_openai_process(latency=args.latency, responder="benchmarks.pipeline:respond") as url:
+            serve = run_fake_openai_process(latency=args.latency, responder="benchmarks.pipeline:respond")
+            with serve as url:
                 for rep in range(args.repeat):
                     raw_pipe = asyncio.run(raw_client(url, task, sessions, args.concurrency, judge=True))
                     ours = ours_whole(url, data, tmpd / f"run-{rep}", args.concurrency)
@@ -249,7 +253,8 @@ def main_bench() -> int:
                                ("rollout / raw per-session rollout", roll)):
                 ratios = [r[0] for r in rows]
                 print(f"{name:36s} {median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]   "
-                      f"raw {median(r[1] for r in rows):.2f} s, ditto-bench {median(r[2] for r in rows):.2f} s")
+                      f"raw {median(r[1] for r in rows):.2f} s, "
+                      f"ditto-bench {median(r[2] for r in rows):.2f} s")
         if not args.skip_rss:
             print("peak RSS (MB), fresh process per command, server latency 0:")
             with run_fake_openai_process(latency=0.0, responder="benchmarks.pipeline:respond") as url:
@@ -258,7 +263,8 @@ def main_bench() -> int:
                     write_data(data, n, with_replies=False)
                     write_data(responses, n, with_replies=True)
                     run_mb = peak_rss_mb(run_argv(url, data, tmpd / f"rss-run-{n}", args.concurrency))
-                    judge_mb = peak_rss_mb(judge_argv(url, responses, tmpd / f"rss-judge-{n}", args.concurrency))
+                    judge_out = tmpd / f"rss-judge-{n}"
+                    judge_mb = peak_rss_mb(judge_argv(url, responses, judge_out, args.concurrency))
                     n_turns = sum(turns_of(i) for i in range(n))
                     print(f"  {n:6d} sessions ({n_turns} turns): run {run_mb:7.1f}   judge {judge_mb:7.1f}")
     return 0

@@ -115,7 +115,7 @@ async def _phases(
             for s in sessions:
                 if id(s) not in rolling:
                     judger.rollout_done(s)  # nothing to generate: complete once judged
-            if roll is not None:
+            if roll is not None and backend_factory is not None and is_local is not None:
                 if roll.todo:
                     total = sum(len(s.prompts) for s in roll.todo)
                     done = total - sum(pending_count(journal, s) for s in roll.todo)

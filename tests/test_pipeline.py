@@ -9,6 +9,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.cli import main
 from harness.journal import MAX_COMPLETION_BYTES, Journal, messages_hash
 from harness.rollout import rollout
