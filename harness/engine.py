@@ -240,6 +240,7 @@ def execute(cfg: RunConfig) -> int:
         if cache is not None:
             cache.close()
     writer.finish(sessions)  # samples.jsonl, in data order; nothing holds all records
+    journal.close()  # the reader writer.finish reopened
     summary = finalize_run(run_dir, tasks, None, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
     summary["this_invocation"] = {"rollout": phases.rollout, "judge": phases.judge}
     return report_exit(summary)

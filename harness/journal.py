@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -55,19 +56,44 @@ def oversized(text: str | None, limit: int = MAX_COMPLETION_BYTES) -> int | None
     return size if size > limit else None
 
 
-class _Ref:
-    """Where the latest line of one key lives, and what replay needs without reading it."""
+# One index value per key, packed into a single int (about 48 bytes, against ~320 for an object with four
+# fields and its own hash string): bit 0 ok, bit 1 has a hash, 48 bits offset, 40 bits length, 64 bits hash.
+_OFF, _LEN, _H = 2, 50, 90
+_M48, _M40 = (1 << 48) - 1, (1 << 40) - 1
 
-    __slots__ = ("offset", "length", "ok", "h")
 
-    def __init__(self, offset: int, length: int, ok: bool, h: str | None) -> None:
-        self.offset, self.length, self.ok, self.h = offset, length, ok, h
+def _h64(h: str | None) -> int | None:
+    if not h:
+        return None
+    try:
+        return int(h[:16], 16)
+    except ValueError:
+        return None
+
+
+def _pack(offset: int, length: int, ok: bool, h: str | None) -> int:
+    h64 = _h64(h)
+    flags = int(ok) | (2 if h64 is not None else 0)
+    return flags | (offset << _OFF) | (length << _LEN) | ((h64 or 0) << _H)
+
+
+def _ok(ref: int) -> bool:
+    return bool(ref & 1)
+
+
+def _same_hash(ref: int, h: str) -> bool:
+    h64 = _h64(h)
+    return bool(ref & 2) and h64 is not None and (ref >> _H) == h64
+
+
+def _span(ref: int) -> tuple[int, int]:
+    return (ref >> _OFF) & _M48, (ref >> _LEN) & _M40
 
 
 class _Entries(Mapping[K, dict[str, Any]], Generic[K]):
     """Read-only mapping key → latest journal entry, read from the file on access."""
 
-    def __init__(self, journal: Journal, index: dict[K, _Ref]) -> None:
+    def __init__(self, journal: Journal, index: dict[K, int]) -> None:
         self._journal, self._index = journal, index
 
     def __getitem__(self, key: K) -> dict[str, Any]:
@@ -88,8 +114,8 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._gen_idx: dict[GenKey, _Ref] = {}
-        self._judge_idx: dict[JudgeKey, _Ref] = {}
+        self._gen_idx: dict[GenKey, int] = {}
+        self._judge_idx: dict[JudgeKey, int] = {}
         self._end = 0  # byte offset after the last complete line: where the next line goes
         self._reader: Any = None
         self._scan()
@@ -118,19 +144,22 @@ class Journal:
     def _index(self, entry: Mapping[str, Any], offset: int, length: int) -> None:
         kind = entry.get("k")
         try:
+            # Interned: the keys of one session share their strings instead of one copy per line.
             if kind == "gen":
-                key: Any = (entry["task"], entry["sid"], entry["turn"])
-                self._gen_idx[key] = _Ref(offset, length, entry.get("status") == "ok", None)
+                key: Any = (sys.intern(entry["task"]), sys.intern(entry["sid"]), entry["turn"])
+                self._gen_idx[key] = _pack(offset, length, entry.get("status") == "ok", None)
             elif kind == "judge":
-                key = (entry["task"], entry["sid"], entry["turn"], entry["metric"])
-                self._judge_idx[key] = _Ref(offset, length, entry.get("status") == "ok", entry.get("h"))
+                key = (sys.intern(entry["task"]), sys.intern(entry["sid"]), entry["turn"],
+                       sys.intern(entry["metric"]))
+                self._judge_idx[key] = _pack(offset, length, entry.get("status") == "ok", entry.get("h"))
         except (KeyError, TypeError):
             return  # not one of ours
 
-    def _read(self, ref: _Ref) -> dict[str, Any]:
+    def _read(self, ref: int) -> dict[str, Any]:
         if self._reader is None:
             self._reader = self.path.open("rb")
-        raw = os.pread(self._reader.fileno(), ref.length, ref.offset)
+        offset, length = _span(ref)
+        raw = os.pread(self._reader.fileno(), length, offset)
         entry: dict[str, Any] = json.loads(raw)
         return entry
 
@@ -145,7 +174,7 @@ class Journal:
     # -- replay -----------------------------------------------------------------------------------------
     def gen_ok(self, key: GenKey) -> bool:
         ref = self._gen_idx.get(key)
-        return ref is not None and ref.ok
+        return ref is not None and _ok(ref)
 
     def judgment(self, key: JudgeKey, h: str) -> dict[str, Any] | None:
         """The latest entry of ``key`` if it judged exactly the messages hashed ``h``, else ``None``.
@@ -154,13 +183,13 @@ class Journal:
         never written: the judgment is asked again and the stale verdict is never paired with this reply.
         """
         ref = self._judge_idx.get(key)
-        if ref is None or ref.h != h:
+        if ref is None or not _same_hash(ref, h):
             return None
         return self._read(ref)
 
     def judged_ok(self, key: JudgeKey, h: str) -> bool:
         ref = self._judge_idx.get(key)
-        return ref is not None and ref.ok and ref.h == h
+        return ref is not None and _ok(ref) and _same_hash(ref, h)
 
     def close(self) -> None:
         """Flush, fsync and close the file; a later :meth:`append` reopens it."""

@@ -313,3 +313,23 @@ def test_hf_gets_a_batch_size_that_uses_the_machine_and_records_it(monkeypatch: 
     assert backend.spec["model_args"]["batch_size"] == seen["batch_size"]  # what run.json records
     lmeval.load_backend("hf", "pretrained=some/dir,device=cpu,batch_size=3", seed=0)
     assert seen["batch_size"] == 3  # an explicit value is kept
+
+
+def test_an_oversized_model_reply_is_an_error_not_stored(tmp_path: Path) -> None:
+    from tests.test_rollout_replies import ScriptedBackend
+
+    class Runaway(ScriptedBackend):
+        def generate(self, conversations: Any, gen_kwargs: Any, *, seed: int, on_progress: Any = None) -> Any:
+            out = super().generate(conversations, gen_kwargs, seed=seed, on_progress=on_progress)
+            for res in out:
+                res.text = "y" * (MAX_COMPLETION_BYTES + 1)
+            return out
+
+    s = Session(task="t", session_id="s", index=0, system=None, prompts=["q1", "q2"])
+    path = tmp_path / "journal.jsonl"
+    counts = rollout([s], Journal(path), lambda: Runaway(is_api=True), lambda s: {}, seed=0,
+                     is_local=lambda b: False)
+    assert counts == {"generated": 0, "failed": 1, "pending": 2}  # the session stops at its error state
+    entry = Journal(path).gens[("t", "s", 0)]
+    assert entry["status"] == "error" and entry["reason"] == "oversized" and entry["text"] is None
+    assert path.stat().st_size < 10_000
