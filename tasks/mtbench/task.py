@@ -45,7 +45,7 @@ from tasks.mtbench.data import (
     temperature_for,
 )
 from tasks.mtbench.judge import fill_prompt, needs_reference, prompt_name
-from tasks.mtbench.scoring import METRIC, aggregate
+from tasks.mtbench.scoring import METRIC, aggregate, annotated, scores
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,12 @@ class MTBench:
 
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
+
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return annotated(record)
+
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        return scores(record)
 
     def export(
         self,

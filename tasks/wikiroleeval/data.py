@@ -30,6 +30,7 @@ from harness.datafetch import RemoteFile, Source, fetch, mirror_urls
 from harness.errors import ConfigError, DataError
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
 from harness.jsonl import iter_jsonl, json_type
+from judges.names import normalize_name
 
 MIRRORS_ENV = "DITTO_BENCH_WIKIROLEEVAL_MIRRORS"
 
@@ -91,10 +92,11 @@ class _FieldError(Exception):
 def is_gold_candidate(candidate: str, label: str) -> bool:
     """Tell whether a consistency candidate names ``label``.
 
+    Both sides are first normalised with :func:`judges.names.normalize_name` (the rule scoring uses).
     Candidates are either the bare name or, as in Fig. 3 of the paper, ``"[Name] summary…"``. A candidate that
     starts with the label followed by whitespace or punctuation (``"Name, king of…"``) also counts.
     """
-    cand, gold = candidate.strip(), label.strip()
+    cand, gold = normalize_name(candidate), normalize_name(label)
     if not gold:
         return False
     if cand == gold or cand.startswith(f"[{gold}]"):
@@ -172,7 +174,7 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
     n_turns = len(prompts)
 
     name, label = _scoring_field(obj, meta, "label")
-    if not isinstance(label, str) or not label.strip():
+    if not isinstance(label, str) or not normalize_name(label):
         raise _FieldError(name, "must be a non-empty string")
     name, summary = _scoring_field(obj, meta, "summary")
     if not isinstance(summary, str):

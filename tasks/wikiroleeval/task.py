@@ -18,7 +18,7 @@ from tasks.wikiroleeval.data import (
     load_wikiroleeval,
     resolve_data_path,
 )
-from tasks.wikiroleeval.scoring import aggregate
+from tasks.wikiroleeval.scoring import aggregate, annotated, derive, scores
 
 REVIEW_FILE = "ditto_review.jsonl"
 
@@ -106,6 +106,12 @@ class WikiRoleEval:
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return annotated(record)
+
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        return scores(record)
+
     def export(
         self,
         run_dir: Path,
@@ -114,12 +120,15 @@ class WikiRoleEval:
         *,
         spec: Mapping[str, Any],
     ) -> list[str]:
-        """Write the official review format so the released ``scoring.py`` reproduces our numbers.
+        """Write our (robust) verdicts in the official review format.
 
         Per item: the test item plus ``messages``, ``consist_scores``, ``reject_scores`` (the 0/1 prediction)
         and ``knowledge_scores``, one entry per generated turn. A turn without a verdict is ``null``;
         ``scoring.py`` skips null consistency/knowledge but counts a null rejection as a disagreement, so the
-        numbers agree exactly when ``failures.rejection.turns_no_verdict`` is 0.
+        released ``scoring.py`` run on this file reproduces ``results.json``'s robust metrics exactly when
+        every judged turn has a rejection verdict (``failures.rejection`` ``turns_no_verdict``,
+        ``turns_api_error`` and ``turns_pending`` all 0); consistency and knowledge always agree. What the
+        released pipeline itself would give is the ``official`` block of ``results.json``.
         """
         rows = []
         for rec in records:
@@ -130,10 +139,11 @@ class WikiRoleEval:
             meta.setdefault("rejection_labels", rec["rejection_labels"])
             item["meta"] = meta
             item["messages"] = rec["messages"]
-            judged = [t for t in rec["turns"] if t["judgments"]]
-            item["consist_scores"] = [t["judgments"]["consistency"]["score"] for t in judged]
-            item["reject_scores"] = [t["judgments"]["rejection"]["verdict"]["value"] for t in judged]
-            item["knowledge_scores"] = [t["judgments"]["knowledge"]["score"] for t in judged]
+            derived = derive(rec)
+            judged = [t["turn"] for t in rec["turns"] if t["judgments"]]
+            item["consist_scores"] = [derived[(t, "consistency")].score for t in judged]
+            item["reject_scores"] = [derived[(t, "rejection")].verdict.value for t in judged]
+            item["knowledge_scores"] = [derived[(t, "knowledge")].score for t in judged]
             rows.append(item)
         atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
         return [REVIEW_FILE]
