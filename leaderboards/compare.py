@@ -3,9 +3,10 @@
 Pairs are (task, session, turn, metric) judged with a score in both runs. Scores are derived from the typed
 records of ``samples.jsonl`` (:mod:`harness.schema`) by the task's own scoring (``Task.scores``), never read
 from the file, so a run needs no ``score`` step first and a hand-edited ``score`` cannot leak in. Per task,
-split and metric: the two means over the paired turns, the difference B - A, a 95% paired bootstrap CI resampling sessions (turns of a session
-stay together; :func:`harness.stats.paired_bootstrap_ci`), and a Wilcoxon signed-rank test (scipy) on the
-per-session mean differences. Turns scored in only one run are counted, not paired.
+split and metric: the two means over the paired turns, the difference B - A, a 95% paired bootstrap CI
+resampling sessions (turns of a session stay together; :func:`harness.stats.paired_bootstrap_ci`), and a
+Wilcoxon signed-rank test (scipy) on the per-session mean differences. Turns scored in only one run are
+counted, not paired.
 
 Splits: ``all``; the language for WikiRoleEval (``en``/``zh``); the turn for MT-Bench (``turn1``/``turn2``)
 and the category when a task has several.

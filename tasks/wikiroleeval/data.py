@@ -31,6 +31,7 @@ from harness.errors import ConfigError, DataError
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
 from harness.jsonl import iter_jsonl, json_type
 from judges.names import normalize_name
+from tasks.duplicates import check_duplicates
 
 MIRRORS_ENV = "DITTO_BENCH_WIKIROLEEVAL_MIRRORS"
 
@@ -108,7 +109,7 @@ def is_gold_candidate(candidate: str, label: str) -> bool:
 
 
 def load_wikiroleeval(
-    path: Path, *, require_messages: bool = False, limit: int | None = None
+    path: Path, *, require_messages: bool = False, limit: int | None = None, allow_duplicates: bool = False
 ) -> list[WikiItem]:
     """Load and validate a WikiRoleEval JSONL file.
 
@@ -117,9 +118,12 @@ def load_wikiroleeval(
         require_messages: Also require and validate a ``messages`` conversation per item
             (the ``ditto-bench judge`` input).
         limit: Keep only the first ``limit`` items; every line is validated regardless.
+        allow_duplicates: Keep sessions with the same system text and prompts as an earlier line (each
+            is still warned about); by default such a file is refused (:mod:`tasks.duplicates`).
 
     Raises:
-        DataError: One line naming ``path:line`` and the field at fault (the first bad line).
+        DataError: One line naming ``path:line`` and the field at fault (the first bad line), or a
+            duplicate session naming both lines.
         ConfigError: ``limit`` is below 1.
     """
     if limit is not None and limit < 1:
@@ -133,6 +137,9 @@ def load_wikiroleeval(
             raise DataError(f"{path}:{line_no}: {exc}") from None
     if not items:
         raise DataError(f"{path}: empty file (no items)")
+    check_duplicates(
+        (((i.system, tuple(i.prompts)), i.line) for i in items), path, allow=allow_duplicates
+    )
     return items if limit is None else items[:limit]
 
 

@@ -31,17 +31,22 @@ class WikiRoleEval:
     judge_defaults = JudgeSettings(model="gpt-4-1106-preview", temperature=0.2, samples=3, max_tokens=2048)
     metrics = ("consistency", "knowledge", "rejection")
 
-    def __init__(self, *, shuffle_candidates: bool = False, seed: int = 1234) -> None:
+    def __init__(
+        self, *, shuffle_candidates: bool = False, seed: int = 1234, allow_duplicates: bool = False
+    ) -> None:
         self.shuffle_candidates = shuffle_candidates
         self.seed = seed
+        self.allow_duplicates = allow_duplicates
 
     def load(self, data_path: Path | None, *, limit: int | None, responses: Path | None) -> TaskData:
         if responses is not None:
-            items = load_wikiroleeval(responses, require_messages=True, limit=limit)
+            items = load_wikiroleeval(
+                responses, require_messages=True, limit=limit, allow_duplicates=self.allow_duplicates
+            )
             path = responses
         else:
             path = resolve_data_path(data_path, None)
-            items = load_wikiroleeval(path, limit=limit)
+            items = load_wikiroleeval(path, limit=limit, allow_duplicates=self.allow_duplicates)
         sessions = [self._session(i, item, given=responses is not None) for i, item in enumerate(items)]
         return TaskData(sessions=sessions, source=str(path), sha256=file_sha256(path))
 
@@ -149,5 +154,7 @@ class WikiRoleEval:
         return [REVIEW_FILE]
 
 
-def make_task(*, shuffle_candidates: bool = False, seed: int = 1234) -> WikiRoleEval:
-    return WikiRoleEval(shuffle_candidates=shuffle_candidates, seed=seed)
+def make_task(
+    *, shuffle_candidates: bool = False, seed: int = 1234, allow_duplicates: bool = False
+) -> WikiRoleEval:
+    return WikiRoleEval(shuffle_candidates=shuffle_candidates, seed=seed, allow_duplicates=allow_duplicates)
