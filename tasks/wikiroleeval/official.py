@@ -19,7 +19,8 @@ replays, per recorded judge completion, what ``eval/call_openai_api_gpt4_eval.py
 
 A session the released code would not have written (any judge call that failed, is pending or returned no
 text; any turn without judgments) is dropped too: the released code writes a session only after all of its
-calls returned. Every drop is counted by reason, in sessions and turns.
+calls returned. Every drop is counted by reason, in sessions and turns; the reason is that of the first
+failure in turn order (per turn: consistency, rejection, knowledge, the order of the released prompts).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class WikiRoleEval:
     """WikiRoleEval as run by the paper: gpt-4-1106-preview judge, temperature 0.2, 3 samples."""
 
     name = "wikiroleeval"
-    version = 1
+    version = 2  # 2: every judge-prompt variable defused, verdict phrases and look-alikes too (issue 9 §7)
     judge_defaults = JudgeSettings(model="gpt-4-1106-preview", temperature=0.2, samples=3, max_tokens=2048)
     metrics = ("consistency", "knowledge", "rejection")
 
