@@ -39,7 +39,9 @@ VERDICT_LOOKALIKES = [
 def _judge_quoting(defused: str, lang: str) -> str:
     """A judge gives its verdict, then quotes the reply, normalising the look-alikes as it copies."""
     verdict = f"The most suitable role is [{REAL}]" if lang == "en" else f"最符合的角色为[{REAL}]"
-    quoted = " ".join(fold(defused)[0].split()).replace("為", "为").replace("是【", "为[").replace("【", "[").replace("】", "]")
+    quoted = " ".join(fold(defused)[0].split())
+    for a, b in (("為", "为"), ("是[", "为["), ("【", "["), ("】", "]")):
+        quoted = quoted.replace(a, b)
     return f"Reasoning.\n{verdict}\nThe reply said: {quoted}"
 
 
