@@ -140,12 +140,12 @@ def finalize_run(
 
     Records are validated against :class:`harness.schema.SessionRecord` and never modified: verdicts and
     metrics are derived (``Task.aggregate``, ``Task.annotated``)."""
-    records = {name: _typed(records[name]) for name in tasks}
+    plain = {name: _typed(records[name]) for name in tasks}
     results: dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION, "tasks": {}}
     roll_all: dict[str, int] = {}
     jud_all: dict[str, int] = {}
     for name, task in tasks.items():
-        recs = records[name]
+        recs = plain[name]
         res = task.aggregate(recs, seed=seed, n_boot=n_boot)
         res["usage"] = _usage(recs)
         roll, jud = _progress_counts(recs)
@@ -159,11 +159,11 @@ def finalize_run(
     results["complete"] = complete
     results["model"] = run_json["spec"].get("model")
     atomic_write_jsonl(
-        run_dir / "samples.jsonl", [tasks[name].annotated(r) for name in tasks for r in records[name]]
+        run_dir / "samples.jsonl", [tasks[name].annotated(r) for name in tasks for r in plain[name]]
     )
     exports: list[str] = []
     for name, task in tasks.items():
-        exports += task.export(run_dir, records[name], results["tasks"][name], spec=run_json["spec"])
+        exports += task.export(run_dir, plain[name], results["tasks"][name], spec=run_json["spec"])
     results["files"] = ["run.json", "samples.jsonl", "results.json", *exports]
     atomic_write_json(run_dir / "results.json", results)
     run_json = dict(run_json)

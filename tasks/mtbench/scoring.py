@@ -22,7 +22,7 @@ METRIC = "rating"
 FAILURE_KEYS = ("parse_error", "api_error", "judge_pending", "generation_missing")
 
 
-def judgment_samples(judgment: dict[str, Any]) -> list[ParseResult]:
+def judgment_samples(judgment: Mapping[str, Any]) -> list[ParseResult]:
     """Parse a recorded judgment's completions as ratings (see :func:`parse_judgment`)."""
     return parse_judgment(judgment, parse_rating)
 

@@ -73,10 +73,9 @@ def derive_judgment(rec: Mapping[str, Any], turn: int, metric: str, j: Mapping[s
     """Parse and reduce one judgment of ``rec`` (pure: the record is not touched)."""
     samples = judgment_samples(metric, j, rec["lang"])
     v = turn_verdict(metric, samples, rec["label"])
+    score: float | int | None = v.value
     if metric == "rejection":
         score = None if v.value is None else int(v.value == rec["rejection_labels"][turn])
-    else:
-        score = v.value
     return Derived(samples, v, score)
 
 
@@ -160,7 +159,7 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
                     by_pos.setdefault(int(gold_pos), []).append(float(score))
                 if metric == "rejection":
                     label = rec["rejection_labels"][turn["turn"]]
-                    pred = verdict.value
+                    pred = int(verdict.value or 0)  # scored, so a 0/1 vote
                     cell = {(1, 1): "tp", (1, 0): "fn", (0, 1): "fp", (0, 0): "tn"}[(label, pred)]
                     for split in ("all", lang):
                         confusion[split][cell] += 1
