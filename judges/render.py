@@ -71,6 +71,13 @@ _FOLD: dict[str, str] = {
 }
 
 
+# Every character whose fold contains "[" (the scan over all code points is in
+# tests/test_defuse_lookalikes.py). Both patterns need one, so a text without any is returned unchanged
+# after a single C-level search.
+_TRIGGERS = "[⁅❲⟦⟬「『【〔〖〘〚︗︹︻﹁﹃﹇﹝［｢🄪🉀🉁🉂🉃🉄🉅🉆🉇🉈"
+_TRIGGER_RE = re.compile("[" + re.escape(_TRIGGERS) + "]")
+
+
 def _dropped(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cf", "Mn", "Me")
 
@@ -117,6 +124,8 @@ _VERDICT_RE = _verdict_pattern(VERDICT_PHRASES)
 
 @lru_cache(maxsize=8192)
 def _defuse(text: str) -> str:
+    if _TRIGGER_RE.search(text) is None:
+        return text
     folded, origin = fold(text)
     swap: dict[int, str] = {}
     for pattern in (_MARKER_RE, _VERDICT_RE):

@@ -115,3 +115,12 @@ def test_task_judge_calls_carry_no_injected_verdict() -> None:
         text = unicodedata.normalize("NFKC", call.messages[0]["content"])
         assert "【X】" not in text and "[X]" not in text
     assert task.version == 2
+
+
+def test_trigger_set_covers_every_character_that_folds_to_a_bracket() -> None:
+    # The fast path skips texts without a trigger character; it must not skip any real look-alike.
+    from judges.render import _TRIGGERS
+
+    ranges = [range(0x20, 0xD800), range(0xE000, 0x10000), range(0x1F100, 0x1F300)]
+    found = {chr(cp) for r in ranges for cp in r if "[" in fold(chr(cp))[0]}
+    assert found <= set(_TRIGGERS), sorted(found - set(_TRIGGERS))
