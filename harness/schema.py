@@ -90,12 +90,12 @@ class SessionRecord(_Record):
     schema_version: int = 1
     task: str
     session_id: str
-    index: int
+    turns: list[Turn]
+    index: int | None = None
     lang: str | None = None
     system: str | None = None
-    prompts: list[str]
-    messages: list[dict[str, Any]]
-    turns: list[Turn]
+    prompts: list[str] = Field(default_factory=list)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
 
     def raw(self) -> dict[str, Any]:
         """The record as a plain dict (what the tasks' pure scoring functions take)."""

@@ -89,7 +89,7 @@ def session_rows(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
     labels = rec["rejection_labels"]
     rows: list[dict[str, Any]] = []
     turns = rec["turns"]
-    if len(turns) != len(rec["prompts"]):
+    if len(turns) != len(rec.get("prompts") or turns):
         raise _Dropped("incomplete")
     for turn in turns:
         js = turn["judgments"]
@@ -111,7 +111,7 @@ def official_block(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             rows = session_rows(rec)
         except _Dropped as exc:
             dropped[exc.reason]["sessions"] += 1
-            dropped[exc.reason]["turns"] += len(rec["prompts"])
+            dropped[exc.reason]["turns"] += len(rec.get("prompts") or rec["turns"])
             continue
         kept_sessions += 1
         kept_turns += len(rows)
