@@ -123,7 +123,9 @@ def _typed(records: Sequence[Mapping[str, Any] | SessionRecord]) -> list[dict[st
     out = []
     for r in records:
         rec = r if isinstance(r, SessionRecord) else session_record(r)
-        out.append({**rec.raw(), "schema_version": RECORD_SCHEMA_VERSION})
+        raw = rec.raw()
+        raw.pop("schema_version", None)
+        out.append({"schema_version": RECORD_SCHEMA_VERSION, **raw})
     return out
 
 

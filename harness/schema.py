@@ -98,8 +98,11 @@ class SessionRecord(_Record):
     messages: list[dict[str, Any]] = Field(default_factory=list)
 
     def raw(self) -> dict[str, Any]:
-        """The record as a plain dict (what the tasks' pure scoring functions take)."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        """The record as a plain dict (what the tasks' pure scoring functions take), in the file's key
+        order: the session's fields and the task's, then ``messages`` and ``turns``."""
+        d = self.model_dump(mode="json", exclude_unset=True)
+        tail = ("messages", "turns")
+        return {**{k: v for k, v in d.items() if k not in tail}, **{k: d[k] for k in tail if k in d}}
 
 
 def session_record(data: Mapping[str, Any]) -> SessionRecord:
