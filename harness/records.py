@@ -10,8 +10,16 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.journal import Journal, messages_hash
-from harness.jsonl import atomic_open, atomic_write_json, atomic_write_jsonl, iter_jsonl
+from harness.jsonl import atomic_open, atomic_write_json
 from harness.rollout import conversation_with_replies, sent_messages
+from harness.schema import (
+    DERIVED_JUDGMENT_FIELDS,
+    RECORD_SCHEMA_VERSION,
+    RESULTS_SCHEMA_VERSION,
+    SessionRecord,
+    load_records,
+)
+from harness.schema import session_record as typed_record
 from harness.task import Session, Task, get_task
 
 
@@ -33,7 +41,7 @@ def _generation(
     return out
 
 
-def session_record(task: Task, s: Session, journal: Journal) -> dict[str, Any]:
+def build_record(task: Task, s: Session, journal: Journal) -> dict[str, Any]:
     """One session's record from the journal (messages sent, raw judge completions, states)."""
     name = s.task
     gens: list[dict[str, Any] | None] = [None] * len(s.prompts)
@@ -86,7 +94,7 @@ def iter_records(
     """Every session's record, task by task, built one at a time."""
     for name, task in tasks.items():
         for s in sessions[name]:
-            yield session_record(task, s, journal)
+            yield build_record(task, s, journal)
 
 
 def build_records(
@@ -99,11 +107,24 @@ def build_records(
     return out
 
 
+def _typed(rec: Mapping[str, Any] | SessionRecord) -> dict[str, Any]:
+    """Validate one record against the schema (harness/schema.py); a plain dict in the current version."""
+    typed = rec if isinstance(rec, SessionRecord) else typed_record(rec)
+    raw = typed.raw()
+    raw.pop("schema_version", None)
+    return {"schema_version": RECORD_SCHEMA_VERSION, **raw}
+
+
+def _line(task: Task, rec: Mapping[str, Any] | SessionRecord) -> bytes:
+    """One ``samples.jsonl`` line: the validated record with its derived verdicts shown for readers."""
+    return (json.dumps(task.annotated(_typed(rec)), ensure_ascii=False) + "\n").encode("utf-8")
+
+
 class RecordWriter:
     """Writes each session's record as soon as the session is complete, then ``samples.jsonl`` in order.
 
-    During the run, records go to ``.samples.partial.jsonl`` in the order sessions complete (each annotated
-    with its parsed verdicts); only (offset, length) per session is kept. :meth:`finish` writes
+    During the run, records go to ``.samples.partial.jsonl`` in the order sessions complete (validated, with
+    their derived verdicts shown); only (offset, length) per session is kept. :meth:`finish` writes
     ``samples.jsonl`` atomically in task and data order, copying the lines written and building the rest
     (sessions stopped early, or all of them when nothing completed during the run), then removes the
     partial file.
@@ -120,9 +141,8 @@ class RecordWriter:
         self._where: dict[tuple[str, str], tuple[int, int]] = {}
 
     def write(self, s: Session) -> None:
-        rec = session_record(self.tasks[s.task], s, self.journal)
-        self.tasks[s.task].annotate([rec])
-        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+        task = self.tasks[s.task]
+        line = _line(task, build_record(task, s, self.journal))
         if self._fh is None:
             self._fh = self.path.open("ab")
         self._fh.write(line)
@@ -144,9 +164,8 @@ class RecordWriter:
                             reader.seek(where[0])
                             out.write(reader.read(where[1]))
                         else:
-                            rec = session_record(self.tasks[name], s, self.journal)
-                            self.tasks[name].annotate([rec])
-                            out.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+                            task = self.tasks[name]
+                            out.write(_line(task, build_record(task, s, self.journal)))
         finally:
             if reader is not None:
                 reader.close()
@@ -164,10 +183,10 @@ class RecordStream(Sequence[dict[str, Any]]):
     """The records of one task in ``samples.jsonl``, read back from the file on every pass.
 
     What aggregation and exports are given instead of a list: each iteration parses the file line by line,
-    so no pass holds more than one record (changes a pass makes to a record are not kept).
+    so no pass holds more than one record. The derived fields the file shows (``parsed``, ``verdict``,
+    ``score``, ``rating_status``) are dropped, as :mod:`harness.schema` drops them on reading: the tasks
+    derive them again from the completions. The lines are ours, validated when written.
     """
-
-    annotated = True  # written by write_samples: every judgment already carries its parsed verdict
 
     def __init__(self, path: Path, task: str) -> None:
         self.path, self.task = path, task
@@ -181,6 +200,12 @@ class RecordStream(Sequence[dict[str, Any]]):
                     continue
                 rec = json.loads(raw)
                 if rec.get("task") == self.task:
+                    for turn in rec["turns"]:
+                        for name, j in turn["judgments"].items():
+                            if DERIVED_JUDGMENT_FIELDS & j.keys():
+                                turn["judgments"][name] = {
+                                    k: v for k, v in j.items() if k not in DERIVED_JUDGMENT_FIELDS
+                                }
                     yield rec
 
     def __len__(self) -> int:
@@ -230,21 +255,22 @@ def _merge(a: dict[str, int], b: Mapping[str, int]) -> None:
         a[k] = a.get(k, 0) + v
 
 
-def write_samples(path: Path, tasks: Mapping[str, Task], records: Iterable[dict[str, Any]]) -> None:
-    """Annotate each record with its task's parsed verdicts and write it, one line at a time, atomically."""
-
-    def annotated() -> Iterator[dict[str, Any]]:
+def write_samples(
+    path: Path, tasks: Mapping[str, Task], records: Iterable[Mapping[str, Any] | SessionRecord]
+) -> None:
+    """Validate each record, show its derived verdicts and write it, one line at a time, atomically."""
+    with atomic_open(path) as out:
         for rec in records:
-            tasks[rec["task"]].annotate([rec])
-            yield rec
-
-    atomic_write_jsonl(path, annotated())
+            task_name = rec.task if isinstance(rec, SessionRecord) else rec["task"]
+            out.write(_line(tasks[task_name], rec))
 
 
 def finalize_run(
     run_dir: Path,
     tasks: Mapping[str, Task],
-    records: Mapping[str, Iterable[dict[str, Any]]] | Iterable[dict[str, Any]] | None,
+    records: Mapping[str, Iterable[Mapping[str, Any] | SessionRecord]]
+    | Iterable[Mapping[str, Any] | SessionRecord]
+    | None,
     run_json: dict[str, Any],
     *,
     seed: int,
@@ -255,7 +281,9 @@ def finalize_run(
     ``records`` is a stream of records in task order (or a mapping task → records). They are annotated and
     written to ``samples.jsonl`` as they come; ``None`` means :class:`RecordWriter` already wrote it.
     Aggregation and exports then read that file back, one record at a time (:class:`RecordStream`), so
-    memory does not grow with the number of sessions.
+    memory does not grow with the number of sessions. Records are validated against
+    :class:`harness.schema.SessionRecord` and never modified: verdicts and metrics are derived
+    (``Task.aggregate``, ``Task.annotated``).
     """
     samples = run_dir / "samples.jsonl"
     if isinstance(records, Mapping):
@@ -263,7 +291,7 @@ def finalize_run(
         write_samples(samples, tasks, (r for name in tasks for r in by_task.get(name, [])))
     elif records is not None:
         write_samples(samples, tasks, records)
-    results: dict[str, Any] = {"tasks": {}}
+    results: dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION, "tasks": {}}
     roll_all: dict[str, int] = {}
     jud_all: dict[str, int] = {}
     for name, task in tasks.items():
@@ -307,8 +335,11 @@ def rescore_records(run_dir: Path, *, n_boot: int | None = None) -> dict[str, An
         )
         for name in run_json["spec"]["tasks"]
     }
-    # Streamed from the file being replaced (the atomic write goes to a temp file beside it).
-    records = (rec for _, rec in iter_jsonl(samples_path) if rec.get("task") in tasks)
+    records: dict[str, list[SessionRecord]] = {name: [] for name in tasks}
+    for name, recs in load_records(samples_path).items():
+        if name not in tasks:
+            raise ConfigError(f"{samples_path}: records of task {name!r}, which {run_path} does not list")
+        records[name] = recs
     return finalize_run(
         run_dir, tasks, records, run_json,
         seed=int(cfg.get("seed", 1234)), n_boot=int(n_boot or cfg.get("n_boot", 2000)),

@@ -101,11 +101,15 @@ class Task(Protocol):
 
     def session_extra(self, session: Session) -> dict[str, Any]: ...
 
-    def annotate(self, records: Sequence[dict[str, Any]]) -> None:
-        """Add the parsed verdicts and scores to each record's judgments, in place (one record at a time)."""
+    def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
+
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``record`` with the derived verdicts added (what samples.jsonl shows); pure."""
         ...
 
-    def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        """``{(turn, metric): score}`` derived from ``record`` (None: no score); pure."""
+        ...
 
     def export(
         self,
