@@ -45,6 +45,15 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds per judge request (default 120)")
     g.add_argument("--judge_split_samples", action="store_true",
                    help="send N requests with n=1 instead of one request with n=N (endpoints without `n`)")
+    g.add_argument("--judge_batch", action="store_true",
+                   help="judge through the OpenAI Batch API (half price, up to 24 h; resumable; docs/judges.md)")
+    g.add_argument("--judge_batch_fallback", choices=("batch", "sync"), default="batch",
+                   help="rows a batch failed, expired or lost: resubmit in a new batch (default) or judge "
+                        "them synchronously")
+    g.add_argument("--judge_batch_poll", type=float, default=60.0,
+                   help="seconds between batch status checks (default 60)")
+    g.add_argument("--judge_batch_cancel", action="store_true",
+                   help="cancel this run's running batches (their finished rows are kept on the next run)")
 
 
 def _common_flags(p: argparse.ArgumentParser) -> None:
@@ -129,6 +138,8 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         raise ConfigError("--tasks: give at least one task")
     if args.judge_concurrency < 1:
         raise ConfigError("--judge_concurrency must be >= 1")
+    if args.judge_batch_poll <= 0:
+        raise ConfigError("--judge_batch_poll must be > 0")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be >= 1")
     return RunConfig(
@@ -157,6 +168,10 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
+        judge_batch=args.judge_batch,
+        judge_batch_fallback=args.judge_batch_fallback,
+        judge_batch_cancel=args.judge_batch_cancel,
+        judge_batch_poll=args.judge_batch_poll,
     )
 
 

@@ -56,6 +56,10 @@ class RunConfig:
     overwrite: bool = False
     dry_run: bool = False
     n_boot: int = 2000
+    judge_batch: bool = False
+    judge_batch_fallback: str = "batch"
+    judge_batch_cancel: bool = False
+    judge_batch_poll: float = 60.0
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -169,6 +173,11 @@ def execute(cfg: RunConfig) -> int:
         from harness.report import print_plan
 
         print_plan(plan)
+        from harness.batch_judge import price_lines
+        from harness.progress import out_console
+
+        for line in price_lines(plan):
+            out_console.print(line, highlight=False)
         return 0
     api_key = check_keys(cfg)
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
@@ -220,7 +229,18 @@ def execute(cfg: RunConfig) -> int:
             clients[name] = by_model[model]
         if calls:
             console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-        judged = judge(calls, clients, judges, journal, done)
+        if cfg.judge_batch or cfg.judge_batch_cancel:  # batch mode: all replies first, then batches
+            from harness.batch_judge import BatchOptions, judge_in_batches
+
+            judged = judge_in_batches(
+                calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
+                api_key=api_key, options=BatchOptions(
+                    poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
+                    cancel=cfg.judge_batch_cancel,
+                ),
+            )
+        else:
+            judged = judge(calls, clients, judges, journal, done)
     except BaseException as exc:
         # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
