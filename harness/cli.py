@@ -46,7 +46,8 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge_split_samples", action="store_true",
                    help="send N requests with n=1 instead of one request with n=N (endpoints without `n`)")
     g.add_argument("--judge_batch", action="store_true",
-                   help="judge through the OpenAI Batch API (half price, up to 24 h; resumable; docs/judges.md)")
+                   help="judge through the OpenAI Batch API (half price, up to 24 h; resumable; "
+                        "docs/judges.md)")
     g.add_argument("--judge_batch_fallback", choices=("batch", "sync"), default="batch",
                    help="rows a batch failed, expired or lost: resubmit in a new batch (default) or judge "
                         "them synchronously")
