@@ -91,6 +91,7 @@ def _variants(task: str, runs: Sequence[RunInfo], allow_mixed: bool) -> dict[str
         raise ConfigError(
             f"{task}: runs differ in {diff} and cannot share a column ({groups}); "
             "pass --allow_mixed to show them with variant marks"
+            + ("; `ditto-bench calibrate` measures how far the judges differ" if "judge" in diff else "")
         )
     return {k: chr(97 + i) for i, k in enumerate(keys)}
 

@@ -48,8 +48,9 @@ def test_bootstrap_ci_resamples_groups() -> None:
     groups = [[(1.0, 1.0), (2.0, 2.0)], [(3.0, 3.0)], [(4.0, 4.0), (5.0, 5.0)]]
     assert ag.bootstrap_ci(groups, ag.exact_agreement, seed=0, n_resamples=200) == [1.0, 1.0]
     assert ag.bootstrap_ci([[(1.0, 2.0)]], ag.mean_abs_diff, seed=0) is None  # one group: no interval
-    lo, hi = ag.bootstrap_ci([[(0.0, 0.0)], [(0.0, 1.0)], [(0.0, 2.0)]], ag.mean_abs_diff, seed=0,
-                             n_resamples=500) or (None, None)
+    lo, hi = ag.bootstrap_ci(
+        [[(0.0, 0.0)], [(0.0, 1.0)], [(0.0, 2.0)]], ag.mean_abs_diff, seed=0, n_resamples=500
+    ) or (None, None)
     assert lo is not None and hi is not None and 0.0 <= lo < 1.0 < hi <= 2.0
 
 
@@ -83,16 +84,34 @@ def _replay_judge(mt_dir: Path, ratings_path: Path, shift: float = 0.0) -> Any:
 
 
 def _calibrate(server: FakeOpenAI, mt_dir: Path, ratings: Path, out: Path) -> dict[str, Any]:
-    rc = main([
-        "calibrate", "--set", "mtbench", "--judge_model", "replay-judge", "--judge_base_url", server.base_url,
-        "--data_path", str(mt_dir), "--reference", str(ratings), "--output_path", str(out),
-        "--bootstrap_resamples", "200", "--judge_concurrency", "8",
-    ])
+    rc = main(
+        [
+            "calibrate",
+            "--set",
+            "mtbench",
+            "--judge_model",
+            "replay-judge",
+            "--judge_base_url",
+            server.base_url,
+            "--data_path",
+            str(mt_dir),
+            "--reference",
+            str(ratings),
+            "--output_path",
+            str(out),
+            "--bootstrap_resamples",
+            "200",
+            "--judge_concurrency",
+            "8",
+        ]
+    )
     assert rc == 0
     return json.loads((out / "calibration.json").read_text())
 
 
-def test_replayed_published_ratings_agree_exactly(fake_openai: FakeOpenAI, shared_dir: Path, tmp_path: Path) -> None:
+def test_replayed_published_ratings_agree_exactly(
+    fake_openai: FakeOpenAI, shared_dir: Path, tmp_path: Path
+) -> None:
     mt_dir = shared_dir / "data" / "mt_bench"
     ratings = mt_dir / "derived" / "gpt-4_single_roleplay_5models.tsv"
     fake_openai.set_responder(_replay_judge(mt_dir, ratings))
@@ -129,21 +148,37 @@ def test_shifted_judge_numbers(fake_openai: FakeOpenAI, shared_dir: Path, tmp_pa
 
 
 def test_reference_needs_file_or_pin(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    rc = main(["calibrate", "--set", "mtbench", "--judge_model", "j", "--output_path", str(tmp_path / "o"),
-               "--answers_dir", str(tmp_path)])
+    rc = main(
+        [
+            "calibrate",
+            "--set",
+            "mtbench",
+            "--judge_model",
+            "j",
+            "--output_path",
+            str(tmp_path / "o"),
+            "--answers_dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--reference FILE" in err[0]
     assert not (tmp_path / "o").exists()
 
 
-def test_reference_fetched_sha256_pinned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_dir: Path) -> None:
+def test_reference_fetched_sha256_pinned(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_dir: Path
+) -> None:
     """Without --reference the pinned upstream file is downloaded and verified (datafetch's mechanism)."""
     import hashlib
 
     src = tmp_path / "gpt-4_single.jsonl"
-    src.write_text(json.dumps({"question_id": 91, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 7,
-                               "turn": 1}) + "\n", encoding="utf-8")
+    src.write_text(
+        json.dumps({"question_id": 91, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 7, "turn": 1})
+        + "\n",
+        encoding="utf-8",
+    )
     monkeypatch.setattr(mt, "PUBLISHED_URL", src.as_uri())
     monkeypatch.setattr(mt, "PUBLISHED_SHA256", hashlib.sha256(src.read_bytes()).hexdigest())
     ref = mt.load_reference(mt.reference_path(None))
@@ -172,13 +207,30 @@ def _wre_run(server: FakeOpenAI, responses: Path, verdicts: Any, out: Path) -> N
     from tests.wre_support import scripted_judge
 
     server.set_responder(scripted_judge(verdicts))
-    rc = main(["judge", "--tasks", "wikiroleeval", "--responses", str(responses), "--output_path", str(out),
-               "--judge_base_url", server.base_url, "--judge_model", out.name, "--no_cache",
-               "--bootstrap_resamples", "200"])
+    rc = main(
+        [
+            "judge",
+            "--tasks",
+            "wikiroleeval",
+            "--responses",
+            str(responses),
+            "--output_path",
+            str(out),
+            "--judge_base_url",
+            server.base_url,
+            "--judge_model",
+            out.name,
+            "--no_cache",
+            "--bootstrap_resamples",
+            "200",
+        ]
+    )
     assert rc == 0
 
 
-def test_wikiroleeval_two_judges(judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_wikiroleeval_two_judges(
+    judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     from tests.test_e2e_wikiroleeval import _two_sessions, _verdicts
 
     responses, (a, b) = _two_sessions(tmp_path)
@@ -189,9 +241,24 @@ def test_wikiroleeval_two_judges(judge_server: FakeOpenAI, tmp_path: Path, capfd
     _wre_run(judge_server, responses, ref_v, tmp_path / "judge-ref")
     _wre_run(judge_server, responses, new_v, tmp_path / "judge-new")
     out = tmp_path / "cal"
-    assert main(["calibrate", "--tasks", "wikiroleeval", "--reference", str(tmp_path / "judge-ref"),
-                 "--run", str(tmp_path / "judge-new"), "--output_path", str(out),
-                 "--bootstrap_resamples", "200"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--tasks",
+                "wikiroleeval",
+                "--reference",
+                str(tmp_path / "judge-ref"),
+                "--run",
+                str(tmp_path / "judge-new"),
+                "--output_path",
+                str(out),
+                "--bootstrap_resamples",
+                "200",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "calibration.json").read_text())
     assert res["reference"]["judge"] == "judge-ref" and res["run"]["judge"] == "judge-new"
     rej, kno, con = (res["metrics"][m] for m in ("rejection", "knowledge", "consistency"))
@@ -211,6 +278,10 @@ def test_wikiroleeval_two_judges(judge_server: FakeOpenAI, tmp_path: Path, capfd
     assert kno["aggregate_move"]["zh"]["delta"] == pytest.approx(0.0)
     assert con["vote_agreement"] == 1.0 and con["aggregate_move"]["all"]["delta"] == 0.0
     capfd.readouterr()
+    # the leaderboard refuses the two judges in one column and names the way to quantify the difference
+    assert main(["leaderboard", str(tmp_path / "judge-ref"), str(tmp_path / "judge-new")]) == 2
+    err = capfd.readouterr().err
+    assert "judge" in err and "ditto-bench calibrate" in err, err
     # replies that differ are refused in one line
     items = [json.loads(x) for x in responses.read_text().splitlines()]
     items[1]["messages"][2]["content"] += " (edited)"
@@ -218,8 +289,19 @@ def test_wikiroleeval_two_judges(judge_server: FakeOpenAI, tmp_path: Path, capfd
     other.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
     _wre_run(judge_server, other, ref_v, tmp_path / "judge-other")
     capfd.readouterr()
-    rc = main(["calibrate", "--tasks", "wikiroleeval", "--reference", str(tmp_path / "judge-ref"),
-               "--run", str(tmp_path / "judge-other"), "--output_path", str(tmp_path / "cal2")])
+    rc = main(
+        [
+            "calibrate",
+            "--tasks",
+            "wikiroleeval",
+            "--reference",
+            str(tmp_path / "judge-ref"),
+            "--run",
+            str(tmp_path / "judge-other"),
+            "--output_path",
+            str(tmp_path / "cal2"),
+        ]
+    )
     assert rc == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did not judge the same replies" in err[0], err

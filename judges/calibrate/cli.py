@@ -1,4 +1,4 @@
-"""``ditto-bench calibrate``: MT-Bench against the published GPT-4 ratings, or WikiRoleEval run against run."""
+"""``ditto-bench calibrate``: MT-Bench against the published GPT-4 ratings, or WikiRoleEval run vs run."""
 
 from __future__ import annotations
 
@@ -19,26 +19,50 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/judges.md).",
     )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--set", choices=("mtbench",),
-                      help="re-judge FastChat's published MT-Bench answers and compare with the published "
-                           "GPT-4 ratings")
-    what.add_argument("--tasks", choices=("wikiroleeval",),
-                      help="compare two finished runs that judged the same replies (--reference, --run)")
-    p.add_argument("--reference", type=Path, default=None,
-                   help="mtbench: published ratings (FastChat gpt-4_single.jsonl or a TSV model, question_id, "
-                        "turn, score; default: verified download); wikiroleeval: the reference run directory")
+    what.add_argument(
+        "--set",
+        choices=("mtbench",),
+        help="re-judge FastChat's published MT-Bench answers and compare with the published GPT-4 ratings",
+    )
+    what.add_argument(
+        "--tasks",
+        choices=("wikiroleeval",),
+        help="compare two finished runs that judged the same replies (--reference, --run)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="mtbench: published ratings (FastChat gpt-4_single.jsonl or a TSV model, question_id, "
+        "turn, score; default: verified download); wikiroleeval: the reference run directory",
+    )
     p.add_argument("--run", type=Path, default=None, help="wikiroleeval: the run judged by the new judge")
-    p.add_argument("--output_path", type=Path, default=None,
-                   help="where calibration.json (and, for mtbench, the judge runs and calibration.png) go "
-                        "(default for wikiroleeval: the --run directory)")
-    p.add_argument("--data_path", type=Path, default=None,
-                   help="mtbench: MT-Bench data dir (question.jsonl, judge_prompts.jsonl, model_answer/)")
-    p.add_argument("--answers_dir", type=Path, default=None,
-                   help="mtbench: FastChat answer files <model>.jsonl (default: DATA_PATH/model_answer)")
+    p.add_argument(
+        "--output_path",
+        type=Path,
+        default=None,
+        help="where calibration.json (and, for mtbench, the judge runs and calibration.png) go "
+        "(default for wikiroleeval: the --run directory)",
+    )
+    p.add_argument(
+        "--data_path",
+        type=Path,
+        default=None,
+        help="mtbench: MT-Bench data dir (question.jsonl, judge_prompts.jsonl, model_answer/)",
+    )
+    p.add_argument(
+        "--answers_dir",
+        type=Path,
+        default=None,
+        help="mtbench: FastChat answer files <model>.jsonl (default: DATA_PATH/model_answer)",
+    )
     p.add_argument("--models", default=None, help="mtbench: comma-separated models (default: all rated ones)")
     p.add_argument("--judge_model", default=None, help="mtbench: the judge to calibrate")
-    p.add_argument("--judge_base_url", default="https://api.openai.com/v1",
-                   help="mtbench: its OpenAI-compatible endpoint (key from OPENAI_API_KEY)")
+    p.add_argument(
+        "--judge_base_url",
+        default="https://api.openai.com/v1",
+        help="mtbench: its OpenAI-compatible endpoint (key from OPENAI_API_KEY)",
+    )
     p.add_argument("--judge_concurrency", type=int, default=32)
     p.add_argument("--judge_batch", action="store_true", help="mtbench: judge through the Batch API")
     p.add_argument("--seed", type=int, default=1234, help="bootstrap seed")
@@ -87,8 +111,10 @@ def _mtbench(args: argparse.Namespace) -> int:
         raise ConfigError("--set mtbench needs --output_path DIR")
     answers_dir = args.answers_dir or (args.data_path / "model_answer" if args.data_path else None)
     if answers_dir is None or not answers_dir.is_dir():
-        raise ConfigError("--set mtbench needs FastChat's answer files: --data_path DIR (with model_answer/) "
-                          "or --answers_dir DIR")
+        raise ConfigError(
+            "--set mtbench needs FastChat's answer files: --data_path DIR (with model_answer/) "
+            "or --answers_dir DIR"
+        )
     reference = mt.load_reference(mt.reference_path(args.reference))
     models = [m.strip() for m in args.models.split(",")] if args.models else mt.models_in(reference)
     missing = [m for m in models if not (answers_dir / f"{m}.jsonl").is_file()]
@@ -108,19 +134,32 @@ def _mtbench(args: argparse.Namespace) -> int:
         console.print(f"[bold]calibrate[/]: judging {model}'s answers with {args.judge_model}")
         run_dir = out / "runs" / model
         cfg = RunConfig(
-            tasks=[task], output_path=run_dir, mode="judge", responses=answers_dir / f"{model}.jsonl",
+            tasks=[task],
+            output_path=run_dir,
+            mode="judge",
+            responses=answers_dir / f"{model}.jsonl",
             data_paths={task: args.data_path} if args.data_path else {},
-            judge_model=args.judge_model, judge_base_url=args.judge_base_url,
-            judge_concurrency=args.judge_concurrency, cache_path=args.cache_path, no_cache=args.no_cache,
-            seed=args.seed, n_boot=args.bootstrap_resamples, judge_batch=args.judge_batch,
+            judge_model=args.judge_model,
+            judge_base_url=args.judge_base_url,
+            judge_concurrency=args.judge_concurrency,
+            cache_path=args.cache_path,
+            no_cache=args.no_cache,
+            seed=args.seed,
+            n_boot=args.bootstrap_resamples,
+            judge_batch=args.judge_batch,
         )
         execute(cfg)  # an incomplete run still counts: its unrated rows are reported as unpaired
         runs[model] = run_dir
     result, rows = mt.compare(reference, runs, seed=args.seed, n_boot=args.bootstrap_resamples)
     result["judge"] = {"model": args.judge_model, "base_url": args.judge_base_url.rstrip("/"), "task": task}
     atomic_write_jsonl(out / "calibration_rows.jsonl", mt.rows_json(rows))
-    plot_ratings(out / "calibration.png", [r.published for r in rows], [r.new for r in rows],
-                 result["confusion"], title=f"{args.judge_model} vs published GPT-4 ratings (MT-Bench {task})")
+    plot_ratings(
+        out / "calibration.png",
+        [r.published for r in rows],
+        [r.new for r in rows],
+        result["confusion"],
+        title=f"{args.judge_model} vs published GPT-4 ratings (MT-Bench {task})",
+    )
     result["files"] = ["calibration.json", "calibration_rows.jsonl", "calibration.png"]
     atomic_write_json(out / "calibration.json", result)
     o = result["overall"]
@@ -128,7 +167,8 @@ def _mtbench(args: argparse.Namespace) -> int:
     out_console.print(
         f"mtbench calibration of {args.judge_model}: {result['n_paired']} paired ratings; spearman "
         f"{_f(o['spearman'])}, kendall {_f(o['kendall'])}, mean |diff| {_f(o['mean_abs_diff'])}, exact "
-        f"{_f(o['exact_agreement'])}, within 1 {_f(o['within_1'])}; model ranking spearman {_f(ml['spearman'])}",
+        f"{_f(o['exact_agreement'])}, within 1 {_f(o['within_1'])}; "
+        f"model ranking spearman {_f(ml['spearman'])}",
         highlight=False,
     )
     out_console.print(f"wrote {out / 'calibration.json'} and {out / 'calibration.png'}", highlight=False)

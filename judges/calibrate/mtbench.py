@@ -20,9 +20,7 @@ from harness.errors import ConfigError, DataError
 from harness.jsonl import iter_jsonl, read_jsonl
 from judges.calibrate import agreement as ag
 
-PUBLISHED_URL = (
-    "https://huggingface.co/spaces/lmsys/mt-bench/resolve/main/data/mt_bench/model_judgment/gpt-4_single.jsonl"
-)
+PUBLISHED_URL = "https://huggingface.co/spaces/lmsys/mt-bench/resolve/main/data/mt_bench/model_judgment/gpt-4_single.jsonl"
 # The sha256 of FastChat's published gpt-4_single.jsonl has to be read off a verified download; it is not
 # recorded yet (this code was written without network access), so without --reference the command says how
 # to get the file instead of downloading something it cannot verify. Set the pin here once known.
@@ -36,7 +34,9 @@ def published_remote() -> RemoteFile | None:
     if PUBLISHED_SHA256 is None:
         return None
     return RemoteFile(
-        name="gpt-4_single.jsonl", sha256=PUBLISHED_SHA256, size=PUBLISHED_SIZE,
+        name="gpt-4_single.jsonl",
+        sha256=PUBLISHED_SHA256,
+        size=PUBLISHED_SIZE,
         sources=(Source(PUBLISHED_URL),),
     )
 
@@ -144,8 +144,13 @@ def _block(rows: Sequence[Row], *, seed: int, n_boot: int) -> dict[str, Any]:
     }
     out["ci95"] = {
         name: ag.bootstrap_ci(groups, fn, seed=seed, n_resamples=n_boot)
-        for name, fn in (("spearman", ag.spearman), ("kendall", ag.kendall), ("mean_abs_diff", ag.mean_abs_diff),
-                         ("exact_agreement", ag.exact_agreement), ("within_1", lambda x, y: ag.within(x, y)))
+        for name, fn in (
+            ("spearman", ag.spearman),
+            ("kendall", ag.kendall),
+            ("mean_abs_diff", ag.mean_abs_diff),
+            ("exact_agreement", ag.exact_agreement),
+            ("within_1", lambda x, y: ag.within(x, y)),
+        )
     }
     return out
 
@@ -156,8 +161,11 @@ def model_level(rows: Sequence[Row]) -> dict[str, Any]:
     for r in rows:
         per.setdefault(r.model, []).append(r)
     means = {
-        m: {"published": sum(r.published for r in rs) / len(rs), "new": sum(r.new for r in rs) / len(rs),
-            "n": len(rs)}
+        m: {
+            "published": sum(r.published for r in rs) / len(rs),
+            "new": sum(r.new for r in rs) / len(rs),
+            "n": len(rs),
+        }
         for m, rs in sorted(per.items())
     }
     a = [v["published"] for v in means.values()]
@@ -199,14 +207,21 @@ def compare(
     cats = sorted({r.category for r in rows})
     result: dict[str, Any] = {
         "set": "mtbench",
-        "reference": {"source": reference.source, "duplicates_ignored": reference.duplicates,
-                      "unparseable_published": reference.unparseable},
+        "reference": {
+            "source": reference.source,
+            "duplicates_ignored": reference.duplicates,
+            "unparseable_published": reference.unparseable,
+        },
         "n_paired": len(rows),
         "unpaired": {**unpaired, "new_not_scored_by_status": new_status},
         "overall": _block(rows, seed=seed, n_boot=n_boot),
-        "by_turn": {f"turn{t}": _block([r for r in rows if r.turn == t], seed=seed, n_boot=n_boot)
-                    for t in sorted({r.turn for r in rows})},
-        "by_category": {c: _block([r for r in rows if r.category == c], seed=seed, n_boot=n_boot) for c in cats},
+        "by_turn": {
+            f"turn{t}": _block([r for r in rows if r.turn == t], seed=seed, n_boot=n_boot)
+            for t in sorted({r.turn for r in rows})
+        },
+        "by_category": {
+            c: _block([r for r in rows if r.category == c], seed=seed, n_boot=n_boot) for c in cats
+        },
         "model_level": model_level(rows),
         "confusion": confusion(rows),
     }

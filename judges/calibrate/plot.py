@@ -23,8 +23,13 @@ def plot_ratings(
     jy = np.asarray(new, dtype=float) + rng.uniform(-0.15, 0.15, len(new))
     ax1.scatter(jx, jy, s=14, alpha=0.6)
     ax1.plot([0.5, 10.5], [0.5, 10.5], color="grey", linewidth=1, linestyle="--")
-    ax1.set(xlim=(0.5, 10.5), ylim=(0.5, 10.5), xlabel="published rating (GPT-4)", ylabel="new judge's rating",
-            title="ratings of the same answers (jittered)")
+    ax1.set(
+        xlim=(0.5, 10.5),
+        ylim=(0.5, 10.5),
+        xlabel="published rating (GPT-4)",
+        ylabel="new judge's rating",
+        title="ratings of the same answers (jittered)",
+    )
     counts = np.asarray(grid["counts"])
     im = ax2.imshow(counts, origin="lower", cmap="Blues", extent=(0.5, 10.5, 0.5, 10.5))
     for i in range(counts.shape[0]):

@@ -28,7 +28,9 @@ def _load(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dic
     for name in ("run.json", "samples.jsonl", "results.json"):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir}: not a finished run directory ({name} is missing)")
-    recs = {r["session_id"]: r for r in read_jsonl(run_dir / "samples.jsonl") if r.get("task") == "wikiroleeval"}
+    recs = {
+        r["session_id"]: r for r in read_jsonl(run_dir / "samples.jsonl") if r.get("task") == "wikiroleeval"
+    }
     if not recs:
         raise ConfigError(f"{run_dir}: no wikiroleeval session in samples.jsonl")
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
@@ -37,7 +39,9 @@ def _load(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dic
 
 
 def _judge_of(run: Mapping[str, Any]) -> str:
-    return str(((run.get("spec") or {}).get("tasks", {}).get("wikiroleeval", {}).get("judge") or {}).get("model"))
+    return str(
+        ((run.get("spec") or {}).get("tasks", {}).get("wikiroleeval", {}).get("judge") or {}).get("model")
+    )
 
 
 def check_same_replies(ref: Mapping[str, Any], new: Mapping[str, Any], ref_dir: Path, new_dir: Path) -> None:
@@ -93,9 +97,16 @@ def compare_runs(ref_dir: Path, new_dir: Path, *, seed: int, n_boot: int) -> dic
             lang = ref[sid]["lang"]
             a = {t: (s, v) for t, s, v in _turn_values(ref[sid], metric)}
             b = {t: (s, v) for t, s, v in _turn_values(new[sid], metric)}
-            votes = [(a[t][1], b[t][1]) for t in sorted(a) if t in b and a[t][1] is not None and b[t][1] is not None]
-            scores = [(float(a[t][0]), float(b[t][0])) for t in sorted(a)
-                      if t in b and a[t][0] is not None and b[t][0] is not None]
+            votes = [
+                (a[t][1], b[t][1])
+                for t in sorted(a)
+                if t in b and a[t][1] is not None and b[t][1] is not None
+            ]
+            scores = [
+                (float(a[t][0]), float(b[t][0]))
+                for t in sorted(a)
+                if t in b and a[t][0] is not None and b[t][0] is not None
+            ]
             vote_groups.append(votes)
             score_groups.append(scores)
             for split in ("all", lang):
@@ -107,13 +118,19 @@ def compare_runs(ref_dir: Path, new_dir: Path, *, seed: int, n_boot: int) -> dic
         sb = [p[1] for g in score_groups for p in g]
         m: dict[str, Any] = {"n_turns_voted_by_both": len(va), "n_turns_scored_by_both": len(sa)}
         m["vote_agreement"] = ag.exact_agreement(va, vb)
-        m["ci95"] = {"vote_agreement": ag.bootstrap_ci(
-            vote_groups, ag.exact_agreement, seed=seed, n_resamples=n_boot)}
+        m["ci95"] = {
+            "vote_agreement": ag.bootstrap_ci(vote_groups, ag.exact_agreement, seed=seed, n_resamples=n_boot)
+        }
         if metric == "rejection":
             m["cohen_kappa"] = ag.cohen_kappa(va, vb)
             m["ci95"]["cohen_kappa"] = ag.bootstrap_ci(
-                vote_groups, ag.cohen_kappa, seed=seed, n_resamples=n_boot)
-        for name, fn in (("spearman", ag.spearman), ("kendall", ag.kendall), ("mean_abs_diff", ag.mean_abs_diff)):
+                vote_groups, ag.cohen_kappa, seed=seed, n_resamples=n_boot
+            )
+        for name, fn in (
+            ("spearman", ag.spearman),
+            ("kendall", ag.kendall),
+            ("mean_abs_diff", ag.mean_abs_diff),
+        ):
             m[name] = fn(sa, sb)
             m["ci95"][name] = ag.bootstrap_ci(score_groups, fn, seed=seed, n_resamples=n_boot)
         moves: dict[str, Any] = {}
@@ -134,8 +151,10 @@ def compare_runs(ref_dir: Path, new_dir: Path, *, seed: int, n_boot: int) -> dic
 
 
 def summary_lines(result: Mapping[str, Any]) -> Sequence[str]:
-    lines = [f"wikiroleeval: {result['run']['judge']} vs reference {result['reference']['judge']}, "
-             f"{result['n_sessions']} sessions"]
+    lines = [
+        f"wikiroleeval: {result['run']['judge']} vs reference {result['reference']['judge']}, "
+        f"{result['n_sessions']} sessions"
+    ]
     for metric, m in result["metrics"].items():
         move = m["aggregate_move"]["all"]
         extra = f", kappa {_f(m.get('cohen_kappa'))}" if metric == "rejection" else ""
