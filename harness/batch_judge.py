@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from harness.chat_client import ChatClient, SamplingParams
-from harness.errors import ConfigError
+from harness.errors import BackendError, ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_text, iter_complete_lines
 from harness.judging import PlannedCall, judge, judge_entry
@@ -252,6 +253,19 @@ def completion_of(body: Mapping[str, Any], n: int) -> Completion:
 # ------------------------------------------------------------------------------------------ the phase
 
 
+@contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """An error of the Files/Batches API (after the client's own retries) as one line, exit code 1."""
+    import openai
+
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        raise BackendError(f"Batch API: {what}: HTTP {exc.status_code}: {redact(str(exc))[:300]}") from None
+    except openai.APIError as exc:
+        raise BackendError(f"Batch API: {what}: {type(exc).__name__}: {redact(str(exc))[:300]}") from None
+
+
 @dataclass
 class _Judgment:
     call: PlannedCall
@@ -349,11 +363,13 @@ class BatchJudge:
                 name = f"requests-{serial:04d}.jsonl"
                 data = b"".join(part)
                 atomic_write_text(folder / name, data.decode("utf-8"))
-                uploaded = self.api.files.create(file=(name, data), purpose="batch")
-                batch = self.api.batches.create(
-                    input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
-                    metadata={"ditto_bench": "judge", "request_file": name},
-                )
+                with api_errors(f"uploading {name}"):
+                    uploaded = self.api.files.create(file=(name, data), purpose="batch")
+                with api_errors(f"creating a batch from {name}"):
+                    batch = self.api.batches.create(
+                        input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
+                        metadata={"ditto_bench": "judge", "request_file": name},
+                    )
                 self.journal.append({
                     "k": "batch", "event": "submitted", "id": batch.id, "input_file_id": uploaded.id,
                     "file": f"{BATCH_DIR}/{name}", "model": model, "requests": len(part),
@@ -374,7 +390,8 @@ class BatchJudge:
                 for b in batches:
                     if b.id in final:
                         continue
-                    obj = self.api.batches.retrieve(b.id)
+                    with api_errors(f"checking {b.id}"):
+                        obj = self.api.batches.retrieve(b.id)
                     rc = obj.request_counts
                     line = f"{obj.status} {rc.completed if rc else 0}/{rc.total if rc else b.requests} done"
                     if rc and rc.failed:
@@ -403,7 +420,9 @@ class BatchJudge:
         rows: dict[str, _RowResult] = {}
         for fid, source in ((obj.error_file_id, "batch error file"), (obj.output_file_id, "batch output")):
             if fid:
-                rows.update(parse_rows(self.api.files.content(fid).text, f"{source} {b.id}"))
+                with api_errors(f"downloading {source} {fid} of {b.id}"):
+                    text = self.api.files.content(fid).text
+                rows.update(parse_rows(text, f"{source} {b.id}"))
         batch_error = None
         if obj.status == "failed":
             errs = getattr(obj.errors, "data", None) or []
@@ -458,7 +477,8 @@ class BatchJudge:
         """Cancel every batch of this run that is not collected yet; returns how many were asked."""
         live = [b for b in recorded_batches(self.journal.path, self.endpoint) if not b.collected]
         for b in live:
-            obj = self.api.batches.cancel(b.id)
+            with api_errors(f"cancelling {b.id}"):
+                obj = self.api.batches.cancel(b.id)
             self.journal.append({"k": "batch", "event": "cancel_requested", "id": b.id, "time": time.time()})
             console.print(f"[bold]batch[/] {b.id}: cancel requested ({obj.status})", highlight=False)
         if not live:

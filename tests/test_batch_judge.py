@@ -48,7 +48,8 @@ def _batch_cmd(api: FakeBatchAPI, responses: Path, out: Path, cache: Path, *extr
 
 
 def _journal(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines() if x.strip()]
+    path = out / "journal.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
 def _results(out: Path) -> dict[str, Any]:
@@ -74,7 +75,8 @@ def test_batch_equals_sync(judge_server: Any, batch_api: FakeBatchAPI, golden: A
     )
     assert {x["method"] for x in lines} == {"POST"} and {x["url"] for x in lines} == {"/v1/chat/completions"}
     assert len({x["custom_id"] for x in lines}) == N_CALLS
-    # it went through validating -> in_progress -> finalizing -> completed
+    # it went through validating -> in_progress -> finalizing -> completed, one status check each
+    assert batch_api.histories() == [["validating", "in_progress", "finalizing", "completed"]]
     assert batch_api.count("GET", "/v1/batches/") == 3
     # the batch id is journalled before any judgment it produced; the request file is kept in the run
     kinds = [(e["k"], e.get("event")) for e in _journal(batch_out)]
@@ -190,6 +192,7 @@ def test_failed_expired_missing_rows_resubmitted(
     assert len(first) == N_CALLS and len(second) == expected[plan.outcome]
     done_first = {x["custom_id"] for x in first} - {x["custom_id"] for x in second}
     assert len(done_first) == N_CALLS - len(second)  # nothing the first batch did was sent again
+    assert batch_api.histories()[0][-1] == ("expired" if plan.outcome == "expired" else "completed")
     if plan.outcome == "no_output":
         assert batch_api.created()[0]["output_file_id"] is None
         assert batch_api.created()[0]["error_file_id"] is not None
@@ -247,6 +250,7 @@ def test_cancel_then_resume(
     # the next run collects the cancelled batch (nothing finished) and resubmits its rows
     assert main(_batch_cmd(batch_api, responses, out, tmp_path / "c.sqlite")) == 0
     assert [b["status"] for b in batch_api.created()] == ["cancelled", "completed"]
+    assert batch_api.histories()[0] == ["validating", "in_progress", "cancelling", "cancelled"]
     _check_golden(out)
 
 
@@ -272,3 +276,20 @@ def test_dry_run_shows_batch_price(tmp_path: Path, golden: Any, capfd: pytest.Ca
     text = " ".join(capfd.readouterr().out.split())
     assert "no price known" in text and "USD" not in text
     assert not (tmp_path / "run").exists()
+
+
+def test_api_refusal_is_one_line_and_recorded(
+    batch_api: FakeBatchAPI, golden: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    responses, judge = golden
+    batch_api.responder = judge
+    batch_api.refuse_create = 400
+    out = tmp_path / "run"
+    assert main(_batch_cmd(batch_api, responses, out, tmp_path / "c.sqlite")) == 1
+    err = [x for x in capfd.readouterr().err.splitlines() if "error:" in x]
+    assert len(err) == 1 and "Batch API: creating a batch" in err[0] and "HTTP 400" in err[0], err
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    assert not [e for e in _journal(out) if e.get("k") == "batch"]
+    batch_api.refuse_create = None  # a re-run submits normally
+    assert main(_batch_cmd(batch_api, responses, out, tmp_path / "c.sqlite")) == 0
+    _check_golden(out)

@@ -58,8 +58,7 @@ class _Batch:
     plan: Plan
     retrieves: int = 0
     cancel_requested: bool = False
-    validated: bool = False
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    history: list[str] = field(default_factory=lambda: ["validating"])
 
 
 _BATCH_PATH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
@@ -73,6 +72,7 @@ class FakeBatchAPI:
         self.max_requests = max_requests
         self.responder: Responder = default_responder
         self.plans: list[Plan] = []
+        self.refuse_create: int | None = None  # an HTTP status to answer batch creation with
         self.files: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, _Batch] = {}
@@ -129,6 +129,11 @@ class FakeBatchAPI:
         """The created batch objects, oldest first."""
         with self._lock:
             return [b.obj for b in self.batches.values()]
+
+    def histories(self) -> list[list[str]]:
+        """The statuses each batch went through, oldest batch first."""
+        with self._lock:
+            return [list(b.history) for b in self.batches.values()]
 
     def uploaded_lines(self) -> list[list[dict[str, Any]]]:
         """The parsed request lines of every uploaded batch input file, in upload order."""
@@ -221,6 +226,8 @@ class FakeBatchAPI:
         return fid
 
     def _create(self, req: dict[str, Any]) -> tuple[int, Any]:
+        if self.refuse_create is not None:
+            return self.refuse_create, _err("scripted refusal: batch quota exceeded")
         if req.get("completion_window") != "24h":
             return 400, _err("completion_window must be 24h")
         if req.get("endpoint") != "/v1/chat/completions":
@@ -287,11 +294,14 @@ class FakeBatchAPI:
             self._finish(batch, "completed", done=len(batch.lines))
         elif status == "cancelling":
             self._finish(batch, "cancelled", done=batch.plan.finished_rows)
+        if obj["status"] != batch.history[-1]:
+            batch.history.append(obj["status"])
         return obj
 
     def _cancel(self, batch: _Batch) -> dict[str, Any]:
         if batch.obj["status"] in ("validating", "in_progress", "finalizing"):
             batch.obj.update(status="cancelling", cancelling_at=int(time.time()))
+            batch.history.append("cancelling")
         return batch.obj
 
     def _counts(self, batch: _Batch, done: int) -> dict[str, int]:
