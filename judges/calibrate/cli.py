@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_path",
         type=Path,
         default=None,
-        help="where calibration.json (and, for mtbench, the judge runs and calibration.png) go "
-        "(default for wikiroleeval: the --run directory)",
+        help="a folder for calibration.json (and, for mtbench, the judge runs and calibration.png); "
+        "the run directories compared are only read",
     )
     p.add_argument(
         "--data_path",
@@ -87,10 +87,12 @@ def _run(args: argparse.Namespace) -> int:
 def _wikiroleeval(args: argparse.Namespace) -> int:
     from judges.calibrate.wikiroleeval import compare_runs, summary_lines
 
-    if args.reference is None or args.run is None:
-        raise ConfigError("--tasks wikiroleeval needs --reference RUN_DIR and --run RUN_DIR")
+    if args.reference is None or args.run is None or args.output_path is None:
+        raise ConfigError(
+            "--tasks wikiroleeval needs --reference RUN_DIR, --run RUN_DIR and --output_path DIR"
+        )
     result = compare_runs(args.reference, args.run, seed=args.seed, n_boot=args.bootstrap_resamples)
-    out = args.output_path or args.run
+    out: Path = args.output_path
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "calibration.json", result)
     for line in summary_lines(result):
