@@ -235,7 +235,8 @@ background: #fafafa; } span.badge { font-size: 0.75rem; padding: 0 0.35rem; bord
 th.sortable::after { content: " \\2195"; color: #999; font-size: 0.75rem; } a.view { font-size: 0.75rem;
 margin-left: 0.4rem; } """.strip()
 
-# Click a column header to sort the rows by it (numbers descending first, then ascending; "—" last).
+# Click a column header to sort the rows by it (numbers high to low first, then low to high; names A-Z
+# first; "—" last).
 _SORT_JS = """
 document.querySelectorAll("th.sortable").forEach(function (th) {
   th.addEventListener("click", function () {
@@ -250,7 +251,8 @@ document.querySelectorAll("th.sortable").forEach(function (th) {
       if (x === null || x === "") return (y === null || y === "") ? 0 : 1;
       if (y === null || y === "") return -1;
       var c = col === 0 ? x.localeCompare(y) : parseFloat(x) - parseFloat(y);
-      return desc && col !== 0 ? -c : (desc ? c : -c);
+      if (col === 0) return desc ? c : -c;  // names: A-Z first, then Z-A
+      return desc ? -c : c;
     });
     rows.forEach(function (r) { tbody.appendChild(r); });
   });

@@ -560,7 +560,7 @@
     }
   }
   window.addEventListener('hashchange', route);
-  if (!D.runs.length && D.sweeps.length) st.view = 'sweep';
+  if (D.sweeps.length && (!D.runs.length || !location.hash)) st.view = 'sweep';  // a sweep opens on its grid
   route();
   document.body.setAttribute('data-ready', '1');
 })();
