@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from leaderboards.viewer.data import ResultRow
 
 PLOT_SUFFIXES = (".png", ".svg")
-_RC = {
+_RC: Any = {  # Any: matplotlib types rc keys as a Literal union
     "svg.hashsalt": "ditto-bench",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -108,8 +108,9 @@ def _draw_bars(ax: Any, panel: Panel, *, horizontal: bool = False, show_labels: 
         ax.set_yticklabels(labels if show_labels else [""] * len(labels))
     else:
         ax.set_xticks(ticks)
-        ax.set_xticklabels(labels, rotation=30 if len(labels) > 3 else 0,
-                           ha="right" if len(labels) > 3 else "center")
+        ax.set_xticklabels(
+            labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center"
+        )
     ax.set_title(panel.title)
     if k > 1:
         ax.legend(fontsize=7, frameon=False)
@@ -185,7 +186,9 @@ def compare_figure(results: Sequence[PairedResult], split: str = "all") -> tuple
             ax.bar(range(len(p.diffs)), p.diffs, width=1.0, color=colors)
             ax.axhline(0.0, color="#555555", linewidth=0.8)
             if p.mean is not None:
-                ax.axhline(p.mean, color="#111111", linestyle="--", linewidth=1.0, label=f"mean {p.mean:+.3f}")
+                ax.axhline(
+                    p.mean, color="#111111", linestyle="--", linewidth=1.0, label=f"mean {p.mean:+.3f}"
+                )
             if p.ci is not None:
                 ax.axhspan(p.ci[0], p.ci[1], color="#999999", alpha=0.25, label="95% CI")
             ax.set_title(p.title)
@@ -252,4 +255,4 @@ def save_figure(fig: Figure, path: Path) -> None:
 def inline_svg(fig: Figure) -> str:
     """The figure as an ``<svg>`` element for inlining into HTML (no XML prolog or doctype)."""
     text = figure_bytes(fig, ".svg").decode("utf-8")
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]

@@ -81,7 +81,8 @@ def _md_text(text: str) -> str:
     label or note like ``<script>`` is never passed through as markup; a line break becomes a space. Code
     spans (`` `...` ``) are left as they are: Markdown shows their content literally."""
     parts = re.split(r"(`[^`\n]*`)", text)
-    return "".join(p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts)).replace("\n", " ")
+    text = "".join(p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts))
+    return text.replace("\n", " ")
 
 
 def _md_escape(text: str) -> str:
@@ -274,8 +275,8 @@ def _viewer_links(row: Row, base: Path | None) -> list[str]:
 
 
 def to_html(board: Board, style: Style) -> str:
-    """A standalone HTML5 page (inline CSS; a small inline script sorts the rows by a clicked column). Run rows
-    link to their runs' viewer pages (``ditto-bench view``) where those exist."""
+    """A standalone HTML5 page (inline CSS; a small inline script sorts the rows by a clicked column). Run
+    rows link to their runs' viewer pages (``ditto-bench view``) where those exist."""
     e = html.escape
     sup = lambda v: f"\x00{v}\x01"  # noqa: E731 - placeholder, becomes <sup> after escaping
 

@@ -15,8 +15,13 @@ _COL = Column(id="c", label="Cons.", group="All", task="t", value=("v",), ci=Non
 
 def _board(model: str, note: str, run_dirs: list[str] | None = None) -> Board:
     rows = [
-        Row(model=model, source="run", origin="x", cells={"c": Cell(value=0.5, variant="a")},
-            run_dirs=run_dirs or []),
+        Row(
+            model=model,
+            source="run",
+            origin="x",
+            cells={"c": Cell(value=0.5, variant="a")},
+            run_dirs=run_dirs or [],
+        ),
         Row(model="other", source="run", origin="y", cells={"c": Cell(value=0.75)}),
         Row(model="none", source="run", origin="z", cells={}),
     ]
@@ -24,7 +29,9 @@ def _board(model: str, note: str, run_dirs: list[str] | None = None) -> Board:
 
 
 def test_markdown_escapes_html_in_labels_and_notes() -> None:
-    md = to_markdown(_board("<script>alert(1)</script>", "see <img src=x onerror=alert(2)> and `a<b`"), Style())
+    md = to_markdown(
+        _board("<script>alert(1)</script>", "see <img src=x onerror=alert(2)> and `a<b`"), Style()
+    )
     assert "<script>" not in md and "<img" not in md and "<i>" not in md and "<b>" not in md
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
     assert "- see &lt;img src=x onerror=alert(2)&gt; and `a<b`" in md  # code spans are shown literally

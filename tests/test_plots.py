@@ -30,8 +30,11 @@ def runs(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> d
 @needs_mt
 def test_leaderboard_plot_draws_each_models_value_and_ci(runs: dict[str, Path]) -> None:
     d = load_definition(None)
-    board = build_board(d, [read_run(runs["mt_gpt4"]), read_run(runs["mt_claude"]), read_run(runs["wre_a"])],
-                        reported=[load_reported(d, d.default_reported)] if d.default_reported else [])
+    board = build_board(
+        d,
+        [read_run(runs["mt_gpt4"]), read_run(runs["mt_claude"]), read_run(runs["wre_a"])],
+        reported=[load_reported(d, d.default_reported)] if d.default_reported else [],
+    )
     fig, panels = leaderboard_figure(board)
     titles = [p.title for p in panels]
     assert titles == ["Cons.", "Know.", "Rej.", "MT-Bench Roleplay"]
@@ -51,8 +54,9 @@ def test_leaderboard_plot_draws_each_models_value_and_ci(runs: dict[str, Path]) 
     drawn = sorted(round(v, 9) for v in mt.values if v is not None)
     assert widths == drawn
     ci = board.rows[[r.model for r in board.rows].index("gpt-4")].cells["mtbench_roleplay"].ci
-    segs = np.concatenate([c.get_segments() for coll in ax.containers if hasattr(coll, "lines")
-                           for c in coll.lines[2]])
+    segs = np.concatenate(
+        [c.get_segments() for coll in ax.containers if hasattr(coll, "lines") for c in coll.lines[2]]
+    )
     assert any(np.allclose(sorted([s[0][0], s[1][0]]), ci) for s in segs)
 
 
@@ -62,8 +66,14 @@ def test_compare_plot_draws_the_per_session_differences(runs: dict[str, Path]) -
     fig, panels = compare_figure(results)
     (panel,) = panels
     # by hand from the records: per question, mean over its two turns of B - A
-    a = {r["session_id"]: [t["judgments"]["rating"]["score"] for t in r["turns"]] for r in records(runs["mt_gpt4"])}
-    b = {r["session_id"]: [t["judgments"]["rating"]["score"] for t in r["turns"]] for r in records(runs["mt_claude"])}
+    a = {
+        r["session_id"]: [t["judgments"]["rating"]["score"] for t in r["turns"]]
+        for r in records(runs["mt_gpt4"])
+    }
+    b = {
+        r["session_id"]: [t["judgments"]["rating"]["score"] for t in r["turns"]]
+        for r in records(runs["mt_claude"])
+    }
     expected = sorted((sum(b[q]) - sum(a[q])) / 2 for q in a)
     assert panel.diffs == pytest.approx(expected)
     assert panel.mean == pytest.approx(PUBLISHED["claude-v1"][2] - PUBLISHED["gpt-4"][2])
@@ -94,17 +104,46 @@ def test_plot_bytes_are_deterministic(runs: dict[str, Path]) -> None:
 @needs_mt
 def test_plot_flags_write_png_and_svg(runs: dict[str, Path], tmp_path: Path) -> None:
     png, svg = tmp_path / "lb.png", tmp_path / "cmp.svg"
-    assert main(["leaderboard", str(runs["mt_gpt4"]), str(runs["mt_claude"]), "--plot", str(png),
-                 "--out", str(tmp_path / "lb.md")]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(runs["mt_gpt4"]),
+                str(runs["mt_claude"]),
+                "--plot",
+                str(png),
+                "--out",
+                str(tmp_path / "lb.md"),
+            ]
+        )
+        == 0
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["compare", str(runs["mt_gpt4"]), str(runs["mt_claude"]), "--plot", str(svg),
-                 "--bootstrap_resamples", "100", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(runs["mt_gpt4"]),
+                str(runs["mt_claude"]),
+                "--plot",
+                str(svg),
+                "--bootstrap_resamples",
+                "100",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
 
 
-def test_bad_plot_name_fails_before_any_work(runs: dict[str, Path], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_plot_name_fails_before_any_work(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "lb.md"
-    assert main(["leaderboard", str(runs["wre_a"]), "--plot", str(tmp_path / "x.pdf"), "--out", str(out)]) == 2
+    assert (
+        main(["leaderboard", str(runs["wre_a"]), "--plot", str(tmp_path / "x.pdf"), "--out", str(out)]) == 2
+    )
     assert "--plot" in capsys.readouterr().err and not out.exists()
     assert main(["compare", str(runs["wre_a"]), str(runs["wre_b"]), "--plot", "x.jpg"]) == 2

@@ -7,18 +7,28 @@ come from the scripted verdicts or the records, not from the viewer.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.cli import main
-from tests.support.browser import browser, screenshot  # noqa: F401  (fixture)
+from tests.support.browser import make_driver, screenshot
 from tests.support.fake_openai import FakeOpenAI
 from tests.test_mtbench_fidelity import MT_DIR, PUBLISHED
 from tests.viewer_runs import PAYLOADS, build_runs, records, write_sweep
 
 needs_mt = pytest.mark.skipif(not MT_DIR.is_dir(), reason="shared MT-Bench data not found at ../shared")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    drv = make_driver()
+    try:
+        yield drv
+    finally:
+        drv.quit()
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +46,22 @@ def pages(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
         "sweep": root / "sweep.html",
     }
     assert main(["view", str(runs["wre_a"]), "--out", str(out["wre"])]) == 0
-    assert main(["view", str(runs["wre_a"]), str(runs["wre_b"]), "--out", str(out["cmp"]),
-                 "--label", f"{runs['wre_a']}=A", "--label", f"{runs['wre_b']}=B"]) == 0
+    assert (
+        main(
+            [
+                "view",
+                str(runs["wre_a"]),
+                str(runs["wre_b"]),
+                "--out",
+                str(out["cmp"]),
+                "--label",
+                f"{runs['wre_a']}=A",
+                "--label",
+                f"{runs['wre_b']}=B",
+            ]
+        )
+        == 0
+    )
     assert main(["view", str(runs["hostile"]), "--out", str(out["hostile"])]) == 0
     assert main(["view", str(write_sweep(root, runs)), "--out", str(out["sweep"])]) == 0
     if "mt_gpt4" in runs:
@@ -62,7 +86,9 @@ def _wait(drv: Any, cond: Any, timeout: float = 20) -> Any:
 
 def _ids(drv: Any) -> list[str]:
     return drv.execute_script(  # in one call: the table may be re-rendered between two element reads
-        "return Array.from(document.querySelectorAll('#sessions tbody tr td:first-child'), e => e.textContent)")
+        "return Array.from(document.querySelectorAll('#sessions tbody tr td:first-child'),"
+        " e => e.textContent)"
+    )
 
 
 def _select(drv: Any, element_id: str, value: str) -> None:
@@ -71,8 +97,11 @@ def _select(drv: Any, element_id: str, value: str) -> None:
     Select(drv.find_element("id", element_id)).select_by_value(value)
 
 
-def test_run_view_results_filters_search_and_detail(browser: Any, pages: dict[str, Path],  # noqa: F811
-                                                    runs: dict[str, Path]) -> None:
+def test_run_view_results_filters_search_and_detail(
+    browser: Any,
+    pages: dict[str, Path],
+    runs: dict[str, Path],
+) -> None:
     drv = browser
     _open(drv, pages["wre"])
     recs = records(runs["wre_a"])
@@ -109,17 +138,26 @@ def test_run_view_results_filters_search_and_detail(browser: Any, pages: dict[st
     # sort by a score
     _select(drv, "f-metric", "")
     _select(drv, "f-sort", "consistency:desc")
-    cons = {r["session_id"]: sum(t["judgments"]["consistency"]["score"] for t in r["turns"]) / len(r["turns"])
-            for r in recs}
-    shown = [float(e.text) for e in drv.find_elements("css selector", '#sessions td.score[data-metric="consistency"]')]
+    cons = {
+        r["session_id"]: sum(t["judgments"]["consistency"]["score"] for t in r["turns"]) / len(r["turns"])
+        for r in recs
+    }
+    shown = [
+        float(e.text)
+        for e in drv.find_elements("css selector", '#sessions td.score[data-metric="consistency"]')
+    ]
     assert shown == sorted((round(v, 3) for v in cons.values()), reverse=True)
     # full-text search over messages and completions
     search = drv.find_element("id", "f-search")
     search.send_keys("Baker Street")
     expect = sorted(
-        r["session_id"] for r in recs
-        if "baker street" in "\n".join([m["content"] for m in r["messages"]] + [
-            c for t in r["turns"] for j in t["judgments"].values() for c in j["completions"]]).lower()
+        r["session_id"]
+        for r in recs
+        if "baker street"
+        in "\n".join(
+            [m["content"] for m in r["messages"]]
+            + [c for t in r["turns"] for j in t["judgments"].values() for c in j["completions"]]
+        ).lower()
     )
     assert expect
     _wait(drv, lambda d: sorted(_ids(d)) == expect)
@@ -142,8 +180,9 @@ def test_run_view_results_filters_search_and_detail(browser: Any, pages: dict[st
     know = turns[0].find_element("css selector", '.judgment[data-metric="knowledge"]')
     assert "no_verdict" in know.text
     comps = know.find_elements("css selector", ".completion")
-    assert [c.find_element("css selector", "pre").get_attribute("textContent") for c in comps] == \
-        rec["turns"][0]["judgments"]["knowledge"]["completions"]
+    assert [c.find_element("css selector", "pre").get_attribute("textContent") for c in comps] == rec[
+        "turns"
+    ][0]["judgments"]["knowledge"]["completions"]
     assert all("parse_error" in c.text for c in comps)
     prompt = know.find_element("css selector", "details.prompt")
     prompt.find_element("tag name", "summary").click()
@@ -153,7 +192,7 @@ def test_run_view_results_filters_search_and_detail(browser: Any, pages: dict[st
     screenshot(drv, "viewer_run_session")
 
 
-def test_shared_link_opens_the_session(browser: Any, pages: dict[str, Path]) -> None:  # noqa: F811
+def test_shared_link_opens_the_session(browser: Any, pages: dict[str, Path]) -> None:
     _open(browser, pages["wre"], "#wre-0003")
     box = _wait(browser, lambda d: d.find_element("id", "session-detail"))
     assert box.get_attribute("data-key") == "wikiroleeval/wre-0003"
@@ -164,11 +203,18 @@ def test_shared_link_opens_the_session(browser: Any, pages: dict[str, Path]) -> 
 
 
 def _turn_scores(run: Path, metric: str) -> dict[tuple[str, int], float | None]:
-    return {(r["session_id"], t["turn"]): t["judgments"][metric]["score"] for r in records(run) for t in r["turns"]}
+    return {
+        (r["session_id"], t["turn"]): t["judgments"][metric]["score"]
+        for r in records(run)
+        for t in r["turns"]
+    }
 
 
-def test_compare_view_orders_turns_by_disagreement(browser: Any, pages: dict[str, Path],  # noqa: F811
-                                                   runs: dict[str, Path]) -> None:
+def test_compare_view_orders_turns_by_disagreement(
+    browser: Any,
+    pages: dict[str, Path],
+    runs: dict[str, Path],
+) -> None:
     drv = browser
     _open(drv, pages["cmp"])
     drv.find_element("id", "tab-compare").click()
@@ -195,17 +241,27 @@ def test_compare_view_orders_turns_by_disagreement(browser: Any, pages: dict[str
     box = _wait(drv, lambda d: d.find_element("id", "side-by-side"))
     cols = box.find_elements("css selector", f'.turn[data-turn="{turn}"] .col')
     assert len(cols) == 2
-    reply = next(m["content"] for r in records(runs["wre_a"]) if r["session_id"] == sid
-                 for m in [x for x in r["messages"] if x["role"] == "assistant"][turn:turn + 1])
-    assert [c.find_element("css selector", "pre").get_attribute("textContent") for c in cols] == [reply, reply]
+    reply = next(
+        m["content"]
+        for r in records(runs["wre_a"])
+        if r["session_id"] == sid
+        for m in [x for x in r["messages"] if x["role"] == "assistant"][turn : turn + 1]
+    )
+    assert [c.find_element("css selector", "pre").get_attribute("textContent") for c in cols] == [
+        reply,
+        reply,
+    ]
     d = b[(sid, turn)] - a[(sid, turn)]  # type: ignore[operator]
     assert f"consistency: {b[(sid, turn)]:.3f} (Δ {'+' if d > 0 else ''}{d:.3f})" in cols[1].text
     screenshot(drv, "viewer_compare")
 
 
 @needs_mt
-def test_mtbench_runs_and_their_comparison(browser: Any, pages: dict[str, Path],  # noqa: F811
-                                           runs: dict[str, Path]) -> None:
+def test_mtbench_runs_and_their_comparison(
+    browser: Any,
+    pages: dict[str, Path],
+    runs: dict[str, Path],
+) -> None:
     drv = browser
     _open(drv, pages["mt"])
     row = drv.find_element("css selector", '.result-row[data-split="all"][data-metric="rating"]')
@@ -217,13 +273,16 @@ def test_mtbench_runs_and_their_comparison(browser: Any, pages: dict[str, Path],
     screenshot(drv, "viewer_mtbench")
     drv.find_element("id", "tab-compare").click()
     _wait(drv, lambda d: d.find_element("id", "cmp"))
-    assert drv.find_element("id", "cmp-mean-delta").text == f"{PUBLISHED['claude-v1'][2] - PUBLISHED['gpt-4'][2]:.3f}"
+    assert (
+        drv.find_element("id", "cmp-mean-delta").text
+        == f"{PUBLISHED['claude-v1'][2] - PUBLISHED['gpt-4'][2]:.3f}"
+    )
     a, b = _turn_scores(runs["mt_gpt4"], "rating"), _turn_scores(runs["mt_claude"], "rating")
     top = max(abs(b[k] - a[k]) for k in a)  # type: ignore[operator]
     assert abs(float(drv.find_element("css selector", "#cmp .delta").text)) == top
 
 
-def test_hostile_text_is_shown_and_never_executed(browser: Any, pages: dict[str, Path]) -> None:  # noqa: F811
+def test_hostile_text_is_shown_and_never_executed(browser: Any, pages: dict[str, Path]) -> None:
     from selenium.common.exceptions import NoAlertPresentException
 
     drv = browser
@@ -241,15 +300,17 @@ def test_hostile_text_is_shown_and_never_executed(browser: Any, pages: dict[str,
         drv.switch_to.alert.text  # noqa: B018
     state = drv.execute_script(
         "return {title: document.title, pwned: document.body.getAttribute('data-pwned'),"
-        " imgs: document.querySelectorAll('#app img').length, bold: document.querySelectorAll('#app b').length,"
-        " scripts: document.scripts.length}")
+        " imgs: document.querySelectorAll('#app img').length,"
+        " bold: document.querySelectorAll('#app b').length,"
+        " scripts: document.scripts.length}"
+    )
     assert state["title"] != "pwned" and state["pwned"] is None and state["imgs"] == 0
     assert state["scripts"] == 3
     assert "<b>system</b>" in box.find_element("css selector", ".msg.system pre").get_attribute("textContent")
     screenshot(drv, "viewer_hostile")
 
 
-def test_sweep_grid_links_into_stage_runs(browser: Any, pages: dict[str, Path]) -> None:  # noqa: F811
+def test_sweep_grid_links_into_stage_runs(browser: Any, pages: dict[str, Path]) -> None:
     drv = browser
     _open(drv, pages["sweep"])
     grid = _wait(drv, lambda d: d.find_element("id", "sweep-grid"))
@@ -265,8 +326,11 @@ def test_sweep_grid_links_into_stage_runs(browser: Any, pages: dict[str, Path]) 
     assert row.find_element("css selector", ".value").text == "6.000"
 
 
-def test_html_leaderboard_sorts_and_links_to_viewer(browser: Any, runs: dict[str, Path],  # noqa: F811
-                                                    tmp_path: Path) -> None:
+def test_html_leaderboard_sorts_and_links_to_viewer(
+    browser: Any,
+    runs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
     import shutil
 
     drv = browser
@@ -276,13 +340,33 @@ def test_html_leaderboard_sorts_and_links_to_viewer(browser: Any, runs: dict[str
     assert main(["view", str(a)]) == 0  # a has a viewer page, b has none
     out = tmp_path / "board" / "lb.html"
     out.parent.mkdir()
-    assert main(["leaderboard", str(a), str(b), "--label", f"{a}=model-a", "--label", f"{b}=model-b",
-                 "--tasks", "wikiroleeval", "--format", "html", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(a),
+                str(b),
+                "--label",
+                f"{a}=model-a",
+                "--label",
+                f"{b}=model-b",
+                "--tasks",
+                "wikiroleeval",
+                "--format",
+                "html",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     _open_plain(drv, out)
 
     def models() -> list[str]:
-        return [e.text.split("\n")[0].replace("view", "").strip()
-                for e in drv.find_elements("css selector", "table.board tbody tr td:first-child")]
+        return [
+            e.text.split("\n")[0].replace("view", "").strip()
+            for e in drv.find_elements("css selector", "table.board tbody tr td:first-child")
+        ]
 
     assert models() == ["model-a", "model-b"]
     know = drv.find_element("css selector", 'th.sortable[title="sort by All Know."]')
@@ -292,8 +376,12 @@ def test_html_leaderboard_sorts_and_links_to_viewer(browser: Any, runs: dict[str
     assert models() == ["model-b", "model-a"]
     cons = drv.find_element("css selector", 'th.sortable[title="sort by All Cons."]')
     cons.click()
-    ca = json.loads((a / "results.json").read_text())["tasks"]["wikiroleeval"]["metrics"]["all"]["consistency"]
-    cb = json.loads((b / "results.json").read_text())["tasks"]["wikiroleeval"]["metrics"]["all"]["consistency"]
+    ca = json.loads((a / "results.json").read_text())["tasks"]["wikiroleeval"]["metrics"]["all"][
+        "consistency"
+    ]
+    cb = json.loads((b / "results.json").read_text())["tasks"]["wikiroleeval"]["metrics"]["all"][
+        "consistency"
+    ]
     assert models() == (["model-a", "model-b"] if ca >= cb else ["model-b", "model-a"])
     links = drv.find_elements("css selector", "a.view")
     assert len(links) == 1

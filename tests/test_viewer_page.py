@@ -47,11 +47,15 @@ def test_page_carries_every_record_field_and_the_results(runs: dict[str, Path], 
     rows = {(r["split"], r["metric"]): r for r in run["results"]}
     assert rows[("all", "knowledge")]["value"] == res["metrics"]["all"]["knowledge"]
     assert rows[("all", "knowledge")]["ci"] == res["ci95"]["all"]["knowledge"]
-    assert rows[("zh", "knowledge")]["failures"]["turns_no_verdict"] == res["failures"]["knowledge"][
-        "turns_no_verdict"] > 0
+    assert (
+        rows[("zh", "knowledge")]["failures"]["turns_no_verdict"]
+        == res["failures"]["knowledge"]["turns_no_verdict"]
+        > 0
+    )
     assert "<svg" in html  # the run's plot, inline
-    assert 'http' not in re.sub(r'xmlns(:\w+)?="[^"]*"|https://matplotlib.org/?', "", html).replace(
-        "http-equiv", "")  # nothing fetched from anywhere
+    assert "http" not in re.sub(r'xmlns(:\w+)?="[^"]*"|https://matplotlib.org/?', "", html).replace(
+        "http-equiv", ""
+    )  # nothing fetched from anywhere
 
 
 def test_index_states_and_failures_from_real_records(runs: dict[str, Path]) -> None:
@@ -72,11 +76,16 @@ def test_index_states_and_failures_from_real_records(runs: dict[str, Path]) -> N
 
 def test_index_of_pending_and_failed_generation() -> None:
     rec = {
-        "session_id": "x", "task": "t", "lang": None,
+        "session_id": "x",
+        "task": "t",
+        "lang": None,
         "turns": [
             {"turn": 0, "generation": {"status": "error", "error": "boom"}, "judgments": {}},
-            {"turn": 1, "generation": {"status": "ok"},
-             "judgments": {"m": {"status": "pending", "completions": [], "parsed": []}}},
+            {
+                "turn": 1,
+                "generation": {"status": "ok"},
+                "judgments": {"m": {"status": "pending", "completions": [], "parsed": []}},
+            },
         ],
     }
     s = session_index(rec, ["m"])
@@ -86,8 +95,19 @@ def test_index_of_pending_and_failed_generation() -> None:
 
 def test_model_text_cannot_close_the_data_element(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "h.html"
-    assert main(["view", str(runs["hostile"]), "--out", str(out), "--label",
-                 f"{runs['hostile']}=</script><script>alert(4)</script>"]) == 0
+    assert (
+        main(
+            [
+                "view",
+                str(runs["hostile"]),
+                "--out",
+                str(out),
+                "--label",
+                f"{runs['hostile']}=</script><script>alert(4)</script>",
+            ]
+        )
+        == 0
+    )
     html = out.read_text(encoding="utf-8")
     scripts = re.findall(r"<script\b[^>]*>", html)
     assert len(scripts) == 3  # data, blobs, the page's own script: no script element from the run
@@ -96,8 +116,11 @@ def test_model_text_cannot_close_the_data_element(runs: dict[str, Path], tmp_pat
     assert "alert(4)" in json.loads(body)["runs"][0]["label"]
     assert "<title>" in html and "&lt;/script&gt;&lt;script&gt;alert(4)" in html  # autoescaped title
     csp = re.search(r'Content-Security-Policy" content="([^"]+)"', html).group(1)  # type: ignore[union-attr]
-    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "unsafe-inline" not in csp.split(
-        "style-src")[0]
+    assert (
+        "default-src 'none'" in csp
+        and "script-src 'sha256-" in csp
+        and "unsafe-inline" not in csp.split("style-src")[0]
+    )
     _, blobs = _page_data(html)
     texts = json.dumps([decode_blob(b) for b in blobs[0]], ensure_ascii=False)
     assert all(p.replace('"', '\\"') in texts for p in PAYLOADS)  # shown as text, kept whole
@@ -119,8 +142,9 @@ def test_mtbench_run_rows(runs: dict[str, Path]) -> None:
     assert len(view.index) == 10 and all(s["nt"] == 2 for s in view.index)
 
 
-def test_default_out_and_replacing_only_own_pages(runs: dict[str, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_out_and_replacing_only_own_pages(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     run = tmp_path / "run"

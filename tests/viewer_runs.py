@@ -28,7 +28,7 @@ from tests.wre_support import load_items, metric_of, realistic_verdicts, write_i
 
 PAYLOADS = (
     "<script>alert(1)</script>",
-    '<img src=x onerror="alert(2);document.body.setAttribute(\'data-pwned\',\'img\')">',
+    "<img src=x onerror=\"alert(2);document.body.setAttribute('data-pwned','img')\">",
     "</script><script>document.title='pwned'</script>",
 )
 HOSTILE_LABEL = "<script>alert(4)</script>"
@@ -86,16 +86,33 @@ def _clean_env(tmp: Path) -> Iterator[None]:
         yield
 
 
-def judge_wre(server: FakeOpenAI, items: list[dict[str, Any]], out: Path,
-              responder: Callable[[dict[str, Any]], list[str]]) -> Path:
+def judge_wre(
+    server: FakeOpenAI,
+    items: list[dict[str, Any]],
+    out: Path,
+    responder: Callable[[dict[str, Any]], list[str]],
+) -> Path:
     server.reset()
     server.set_responder(responder)
     responses = write_items(out.parent / f"{out.name}.responses.jsonl", items)
-    rc = main([
-        "judge", "--tasks", "wikiroleeval", "--responses", str(responses), "--output_path", str(out),
-        "--judge_base_url", server.base_url, "--judge_model", "judge-x", "--bootstrap_resamples", "200",
-        "--no_cache",
-    ])
+    rc = main(
+        [
+            "judge",
+            "--tasks",
+            "wikiroleeval",
+            "--responses",
+            str(responses),
+            "--output_path",
+            str(out),
+            "--judge_base_url",
+            server.base_url,
+            "--judge_model",
+            "judge-x",
+            "--bootstrap_resamples",
+            "200",
+            "--no_cache",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -105,10 +122,21 @@ def judge_mt(server: FakeOpenAI, model: str, out: Path) -> Path:
 
     server.reset()
     server.set_responder(make_replay(model))
-    rc = main([
-        "judge", "--tasks", "mtbench_roleplay", "--responses", str(MT_DIR / "model_answer" / f"{model}.jsonl"),
-        "--data_path", str(MT_DIR), "--output_path", str(out), *judge_flags(server), "--no_cache",
-    ])
+    rc = main(
+        [
+            "judge",
+            "--tasks",
+            "mtbench_roleplay",
+            "--responses",
+            str(MT_DIR / "model_answer" / f"{model}.jsonl"),
+            "--data_path",
+            str(MT_DIR),
+            "--output_path",
+            str(out),
+            *judge_flags(server),
+            "--no_cache",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -146,12 +174,27 @@ def write_sweep(root: Path, runs: dict[str, Path]) -> Path:
     doc = {
         "name": "lr-grid",
         "stages": [
-            {"name": "train-lr1", "kind": "train", "status": "complete", "dir": "stages/train-lr1",
-             "params": {"lr": 1e-5}},
-            {"name": "eval-lr1", "kind": "run", "status": "complete", "dir": "stages/eval-lr1",
-             "params": {"lr": 1e-5}},
-            {"name": "eval-lr2", "kind": "run", "status": "complete", "dir": "stages/eval-lr2",
-             "params": {"lr": 2e-5}},
+            {
+                "name": "train-lr1",
+                "kind": "train",
+                "status": "complete",
+                "dir": "stages/train-lr1",
+                "params": {"lr": 1e-5},
+            },
+            {
+                "name": "eval-lr1",
+                "kind": "run",
+                "status": "complete",
+                "dir": "stages/eval-lr1",
+                "params": {"lr": 1e-5},
+            },
+            {
+                "name": "eval-lr2",
+                "kind": "run",
+                "status": "complete",
+                "dir": "stages/eval-lr2",
+                "params": {"lr": 2e-5},
+            },
         ],
     }
     (sweep / "sweep.json").write_text(json.dumps(doc), encoding="utf-8")

@@ -25,13 +25,27 @@ def view_parser() -> argparse.ArgumentParser:
         "failure counts, every conversation with its judge prompts, raw completions and parsed verdicts, "
         "filters and search; two or more runs get a side-by-side comparison; a sweep directory its grid.",
     )
-    p.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                   help="run directories (ditto-bench run/judge) or sweep directories (with sweep.json)")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"the HTML file to write (default: RUN_DIR/{DEFAULT_NAME} for one run or sweep; "
-                        "required for several)")
-    p.add_argument("--label", action="append", default=[], metavar="RUN_DIR=NAME",
-                   help="show this run under NAME instead of the model name in its record")
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directories (ditto-bench run/judge) or sweep directories (with sweep.json)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"the HTML file to write (default: RUN_DIR/{DEFAULT_NAME} for one run or sweep; "
+        "required for several)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="RUN_DIR=NAME",
+        help="show this run under NAME instead of the model name in its record",
+    )
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--no_plots", action="store_true", help="leave the plots out (faster for huge runs)")
     return p
@@ -92,6 +106,8 @@ def _view(args: argparse.Namespace) -> int:
     page = render_page(runs, sweeps, title=args.title, plots=not args.no_plots)
     atomic_write_text(out, page)
     n = sum(len(r.index) for r in runs)
-    print(f"wrote {out} ({len(runs)} run(s), {n} session(s), {len(page.encode('utf-8')) / 1e6:.1f} MB)",
-          file=sys.stderr)
+    print(
+        f"wrote {out} ({len(runs)} run(s), {n} session(s), {len(page.encode('utf-8')) / 1e6:.1f} MB)",
+        file=sys.stderr,
+    )
     return 0

@@ -94,7 +94,9 @@ def session_index(rec: Mapping[str, Any], metrics: list[str]) -> dict[str, Any]:
                 row.append(None)
                 continue
             states.add(judgment_state(j))
-            if any(isinstance(p, Mapping) and p.get("status") == "parse_error" for p in j.get("parsed") or []):
+            if any(
+                isinstance(p, Mapping) and p.get("status") == "parse_error" for p in j.get("parsed") or []
+            ):
                 states.add("parse_error")
             n_fail += judgment_failed(j)
             score = j.get("score")
@@ -138,7 +140,7 @@ def _result_rows(task: str, res: Mapping[str, Any]) -> list[ResultRow]:
     for split, value in metrics.items():
         if isinstance(value, Mapping):
             for metric, v in value.items():
-                f = fails.get(metric) if isinstance(fails.get(metric), Mapping) else {}
+                f: Mapping[str, Any] = fails[metric] if isinstance(fails.get(metric), Mapping) else {}
                 rows.append(
                     ResultRow(
                         task=task,
@@ -147,7 +149,9 @@ def _result_rows(task: str, res: Mapping[str, Any]) -> list[ResultRow]:
                         value=v if isinstance(v, int | float) else None,
                         ci=(ci95.get(split) or {}).get(metric),
                         n=((res.get("n_scored_turns") or {}).get(split) or {}).get(metric),
-                        failures={k: int(x) for k, x in f.items() if isinstance(x, int) and k != "turns_scored"},
+                        failures={
+                            k: int(x) for k, x in f.items() if isinstance(x, int) and k != "turns_scored"
+                        },
                     )
                 )
         else:
@@ -205,7 +209,7 @@ def load_run_view(run_dir: Path, label: str | None = None) -> RunView:
     ``results.json`` (not scored yet) is shown with its sessions and a note."""
     run_dir = Path(run_dir)
     run = read_run_file(run_dir / "run.json")
-    spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
+    spec: dict[str, Any] = run["spec"] if isinstance(run.get("spec"), dict) else {}
     samples = run_dir / "samples.jsonl"
     if not samples.exists():
         raise ConfigError(f"{run_dir}: not a run directory with records (samples.jsonl is missing)")
@@ -276,11 +280,13 @@ def read_sweep(path: Path) -> tuple[SweepView, list[Path]]:
     are run directories (to be loaded as runs of the page).
 
     Accepted: ``{"name"?, "stages": [STAGE, ...] | {NAME: STAGE}}`` where a STAGE has ``dir`` (or
-    ``directory`` / ``output_dir`` / ``output_path``; relative to the sweep directory), and optionally ``name``
-    (or ``id``), ``kind``, ``status`` and ``params`` (or ``axes`` / ``overrides``: a flat mapping)."""
+    ``directory`` / ``output_dir`` / ``output_path``; relative to the sweep directory), and optionally
+    ``name`` (or ``id``), ``kind``, ``status`` and ``params`` (or ``axes`` / ``overrides``: a flat
+    mapping)."""
     path = Path(path)
     doc = read_run_file(path / "sweep.json")
     raw = doc.get("stages")
+    items: list[Mapping[str, Any]]
     if isinstance(raw, Mapping):
         items = [{"name": k, **v} for k, v in raw.items() if isinstance(v, Mapping)]
     elif isinstance(raw, list):
@@ -293,7 +299,9 @@ def read_sweep(path: Path) -> tuple[SweepView, list[Path]]:
         d = next((s[k] for k in ("dir", "directory", "output_dir", "output_path") if s.get(k)), None)
         if not isinstance(d, str):
             raise ConfigError(f"{path / 'sweep.json'}: stages[{i}] has no 'dir'")
-        params = next((s[k] for k in ("params", "axes", "overrides") if isinstance(s.get(k), Mapping)), {})
+        params: Mapping[str, Any] = next(
+            (s[k] for k in ("params", "axes", "overrides") if isinstance(s.get(k), Mapping)), {}
+        )
         stage = SweepStage(
             name=str(s.get("name") or s.get("id") or f"stage {i}"),
             kind=str(s.get("kind") or ""),

@@ -34,8 +34,13 @@ def script_json(obj: Any) -> str:
     """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` characters, and no
     U+2028/U+2029 (line separators to old JavaScript parsers)."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(ch, esc)
     return text
 
@@ -122,15 +127,19 @@ def render_page(
         page_title = "ditto-bench view: sweep " + ", ".join(s.name for s in sweeps)
     else:
         page_title = "ditto-bench view: " + ", ".join(r.label for r in runs)
-    return _env().get_template("page.html.jinja").render(
-        generator=GENERATOR,
-        script_hash=f"sha256-{digest}",
-        title=page_title,
-        css=Markup(css),
-        plots=plot_list,
-        data=Markup(script_json(data)),
-        blobs=[Markup(script_json(r.blobs)) for r in runs],
-        script=Markup(script),
+    return (
+        _env()
+        .get_template("page.html.jinja")
+        .render(
+            generator=GENERATOR,
+            script_hash=f"sha256-{digest}",
+            title=page_title,
+            css=Markup(css),
+            plots=plot_list,
+            data=Markup(script_json(data)),
+            blobs=[Markup(script_json(r.blobs)) for r in runs],
+            script=Markup(script),
+        )
     )
 
 
