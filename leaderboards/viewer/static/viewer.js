@@ -562,5 +562,6 @@
   window.addEventListener('hashchange', route);
   if (D.sweeps.length && (!D.runs.length || !location.hash)) st.view = 'sweep';  // a sweep opens on its grid
   route();
+  document.body.setAttribute('data-render-ms', String(performance.now()));  // benchmarks/viewer_size.py
   document.body.setAttribute('data-ready', '1');
 })();
