@@ -71,7 +71,9 @@ def _new_figure(n_panels: int, width_each: float = 3.6, height: float = 3.4) -> 
     return fig, list(axes)
 
 
-def _draw_bars(ax: Any, panel: Panel, *, horizontal: bool = False, show_labels: bool = True) -> None:
+def _draw_bars(
+    ax: Any, panel: Panel, *, horizontal: bool = False, show_labels: bool = True, title: str | None = None
+) -> None:
     """Grouped bars (one group per ``panel.groups`` entry) with CI whiskers; horizontal for long lists of
     models (first label at the top)."""
     labels = list(dict.fromkeys(lbl for g in panel.groups.values() for lbl in g.labels))
@@ -111,7 +113,7 @@ def _draw_bars(ax: Any, panel: Panel, *, horizontal: bool = False, show_labels: 
         ax.set_xticklabels(
             labels, rotation=30 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center"
         )
-    ax.set_title(panel.title)
+    ax.set_title(panel.title if title is None else title)
     if k > 1:
         ax.legend(fontsize=7, frameon=False)
 
@@ -217,10 +219,10 @@ def run_panels(rows: Sequence[ResultRow]) -> list[Panel]:
 def run_figure(rows: Sequence[ResultRow]) -> tuple[Figure, list[Panel]]:
     """A run's results: per task and metric, the splits' values with CI whiskers."""
     panels = run_panels(rows)
-    fig, axes = _new_figure(len(panels), width_each=2.8)
+    fig, axes = _new_figure(len(panels), width_each=1.9, height=2.3)
     with plt.rc_context(_RC):
         for ax, panel in zip(axes, panels, strict=True):
-            _draw_bars(ax, panel)
+            _draw_bars(ax, panel, title=panel.title.replace(" ", "\n", 1))  # task over metric
     return _finish(fig), panels
 
 

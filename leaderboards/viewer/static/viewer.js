@@ -307,7 +307,7 @@
         (r.complete === null ? 'not scored' : r.complete ? 'complete' : 'INCOMPLETE') + '; judge ' +
         Object.keys(r.judge).map(function (t) { return t + ': ' + r.judge[t]; }).join('; ')),
       r.notes.length ? el('ul', {class: 'notes'}, r.notes.map(function (n) { return el('li', {text: n}); })) : null,
-      resultsTable(r), plot('plot-run-' + st.run),
+      el('div', {class: 'summary'}, resultsTable(r), plot('plot-run-' + st.run)),
       el('div', {id: 'detail'}),
       el('h3', {text: 'Sessions'}), filters(r), el('p', {id: 'count', class: 'muted'}), sessionTable(r),
       el('button', {id: 'more', text: 'show more', onclick: function () { st.shown += PAGE; refreshList(); }}));
