@@ -262,13 +262,21 @@ document.querySelectorAll("th.sortable").forEach(function (th) {
 
 
 def _viewer_links(row: Row, base: Path | None) -> list[str]:
-    """Relative links to the viewer pages (RUN_DIR/view.html) of a run row's runs that have one."""
+    """Relative links to the viewer pages (RUN_DIR/view.html) of a run row's runs that have one built from
+    the run as it is now (a page left from a run since overwritten is not linked)."""
+    import json
+
     from leaderboards.viewer import VIEW_FILE
+    from leaderboards.viewer.page import page_fingerprints
 
     out: list[str] = []
     for d in row.run_dirs:
         page = Path(d) / VIEW_FILE
-        if page.is_file():
+        try:
+            fingerprint = json.loads((Path(d) / "run.json").read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if page.is_file() and page_fingerprints(page)[:1] == [fingerprint]:
             rel = os.path.relpath(page.resolve(), (base or Path.cwd()).resolve())
             out.append(quote(Path(rel).as_posix()))
     return out

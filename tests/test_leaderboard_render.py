@@ -47,13 +47,31 @@ def test_html_cells_carry_sort_values_and_headers_sort(tmp_path: Path) -> None:
     assert "<script>" in page and "th.sortable" in page
 
 
-def test_html_links_a_run_row_to_its_viewer_page_only_when_it_exists(tmp_path: Path) -> None:
+def _page(fingerprint: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="generator" content="ditto-bench view">\n'
+        f'<meta name="ditto-bench-runs" content="{fingerprint}">\n'
+    )
+
+
+def test_html_links_a_run_row_to_its_current_viewer_page_only(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "my run"
     run.mkdir(parents=True)
+    (run / "run.json").write_text('{"fingerprint": "abc123"}', encoding="utf-8")
     out_dir = tmp_path / "site"
     out_dir.mkdir()
-    page = to_html(_board("m", "n", [str(run)]), Style(link_base=out_dir))
-    assert 'class="view"' not in page
-    (run / "view.html").write_text("x", encoding="utf-8")
-    page = to_html(_board("m", "n", [str(run)]), Style(link_base=out_dir))
-    assert '<a class="view" href="../runs/my%20run/view.html">view</a>' in page
+
+    def links() -> list[str]:
+        return re.findall(
+            r'<a class="view" href="([^"]+)">',
+            to_html(_board("m", "n", [str(run)]), Style(link_base=out_dir)),
+        )
+
+    assert links() == []  # no page
+    (run / "view.html").write_text("<html>notes of mine</html>", encoding="utf-8")
+    assert links() == []  # not a viewer page
+    (run / "view.html").write_text(_page("0ff"), encoding="utf-8")
+    assert links() == []  # a page of an earlier run in this directory (since overwritten)
+    (run / "view.html").write_text(_page("abc123"), encoding="utf-8")
+    assert links() == ["../runs/my%20run/view.html"]

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from leaderboards.viewer.data import decode_blob, load_run_view, read_sweep, session_index
-from leaderboards.viewer.page import render_page, script_json
+from leaderboards.viewer.page import page_fingerprints, render_page, script_json
 from tests.support.fake_openai import FakeOpenAI
 from tests.test_mtbench_fidelity import MT_DIR
 from tests.viewer_runs import PAYLOADS, build_runs, records, write_sweep
@@ -53,6 +53,8 @@ def test_page_carries_every_record_field_and_the_results(runs: dict[str, Path], 
         > 0
     )
     assert "<svg" in html  # the run's plot, inline
+    fingerprint = json.loads((runs["wre_a"] / "run.json").read_text())["fingerprint"]
+    assert page_fingerprints(out) == [fingerprint]  # what the leaderboard checks before linking
     assert "http" not in re.sub(r'xmlns(:\w+)?="[^"]*"|https://matplotlib.org/?', "", html).replace(
         "http-equiv", ""
     )  # nothing fetched from anywhere

@@ -53,6 +53,7 @@ class RunView:
     index: list[dict[str, Any]]
     blobs: list[str]
     notes: list[str] = field(default_factory=list)
+    fingerprint: str | None = None
 
 
 def judgment_state(j: Mapping[str, Any]) -> str:
@@ -243,6 +244,7 @@ def load_run_view(run_dir: Path, label: str | None = None) -> RunView:
         index=index,
         blobs=blobs,
         notes=notes,
+        fingerprint=str(run["fingerprint"]) if run.get("fingerprint") else None,
     )
 
 

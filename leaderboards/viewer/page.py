@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from importlib import resources
@@ -132,6 +133,7 @@ def render_page(
         .get_template("page.html.jinja")
         .render(
             generator=GENERATOR,
+            fingerprints=" ".join(r.fingerprint or "-" for r in runs),
             script_hash=f"sha256-{digest}",
             title=page_title,
             css=Markup(css),
@@ -143,11 +145,23 @@ def render_page(
     )
 
 
-def written_by_viewer(path: Path) -> bool:
-    """Whether an existing file is a page this command wrote (only those may be replaced)."""
+def _head(path: Path) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            head = f.read(2048)
+            return f.read(2048)
     except OSError:
-        return False
-    return f'<meta name="generator" content="{GENERATOR}">' in head
+        return ""
+
+
+def written_by_viewer(path: Path) -> bool:
+    """Whether an existing file is a page this command wrote (only those may be replaced)."""
+    return f'<meta name="generator" content="{GENERATOR}">' in _head(path)
+
+
+def page_fingerprints(path: Path) -> list[str]:
+    """The run fingerprints a viewer page was built from, in order (empty for any other file)."""
+    head = _head(path)
+    if not written_by_viewer(path):
+        return []
+    m = re.search(r'<meta name="ditto-bench-runs" content="([0-9a-f -]*)">', head)
+    return m.group(1).split() if m else []
