@@ -169,13 +169,18 @@ def test_default_out_and_replacing_only_own_pages(
         (["view", "{a}", "--out", "{tmp}/x.txt"], "expected a .html"),
         (["view", "{tmp}/missing"], "not a directory"),
         (["view", "{tmp}", "--out", "{tmp}/x.html"], "run.json is missing"),
+        (["view", "{half}", "--out", "{tmp}/x.html"], "samples.jsonl is missing (the run has not finished"),
         (["view", "{a}", "--label", "oops"], "--label: expected RUN_DIR=NAME"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    args = [a.format(a=runs["wre_a"], b=runs["wre_b"], tmp=tmp_path) for a in argv]
+    half = tmp_path / "half"  # a run killed before its end: run.json and the journal only
+    half.mkdir()
+    for name in ("run.json", "journal.jsonl"):
+        (half / name).write_bytes((runs["wre_a"] / name).read_bytes())
+    args = [a.format(a=runs["wre_a"], b=runs["wre_b"], tmp=tmp_path, half=half) for a in argv]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
@@ -208,3 +213,25 @@ def test_bad_sweep_file_names_the_field(tmp_path: Path, capsys: pytest.CaptureFi
 def test_page_bytes_are_stable(runs: dict[str, Path]) -> None:
     views = [load_run_view(runs["wre_a"]), load_run_view(runs["wre_b"])]
     assert render_page(views) == render_page(views)
+
+
+def test_result_rows_of_mtbench_with_categories() -> None:
+    from leaderboards.viewer.data import _result_rows
+
+    res = {
+        "metrics": {"turn1": 7.0, "turn2": 6.0, "all": 6.5},
+        "ci95": {"all": [6.0, 7.0]},
+        "n_valid": 4,
+        "n_valid_by_turn": {"turn1": 2, "turn2": 2},
+        "failures": {"parse_error": 1, "api_error": 0},
+        "by_category": {"roleplay": {"all": 8.0}, "math": {"all": 5.0}},
+        "ci95_by_category": {"math": {"all": [4.0, 6.0]}},
+    }
+    rows = {(r.split, r.metric): r for r in _result_rows("mtbench", res)}
+    assert rows[("all", "rating")].value == 6.5 and rows[("all", "rating")].n == 4
+    assert rows[("turn1", "rating")].n == 2 and rows[("all", "rating")].failures == {
+        "parse_error": 1,
+        "api_error": 0,
+    }
+    assert rows[("math all", "rating")].value == 5.0 and rows[("math all", "rating")].ci == [4.0, 6.0]
+    assert rows[("roleplay all", "rating")].ci is None

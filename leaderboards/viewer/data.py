@@ -213,7 +213,12 @@ def load_run_view(run_dir: Path, label: str | None = None) -> RunView:
     spec: dict[str, Any] = run["spec"] if isinstance(run.get("spec"), dict) else {}
     samples = run_dir / "samples.jsonl"
     if not samples.exists():
-        raise ConfigError(f"{run_dir}: not a run directory with records (samples.jsonl is missing)")
+        hint = (
+            "the run has not finished: it writes its records at the end; re-run its command to resume"
+            if (run_dir / "journal.jsonl").exists()
+            else "not a run directory with records"
+        )
+        raise ConfigError(f"{run_dir}: samples.jsonl is missing ({hint})")
     notes: list[str] = []
     results_path = run_dir / "results.json"
     results = read_run_file(results_path) if results_path.exists() else None
