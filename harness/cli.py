@@ -23,6 +23,7 @@ DELEGATED = {
     "leaderboard": "leaderboards.cli:leaderboard_main",
     "compare": "leaderboards.cli:compare_main",
     "calibrate": "judges.calibrate.cli:main",
+    "view": "leaderboards.viewer.cli:view_main",
 }
 
 
