@@ -6,7 +6,7 @@ Built on the ``openai`` package's ``AsyncOpenAI`` with its aiohttp transport and
 parsing, which caps a 64-way judge at ~25% of the server's capacity (see docs/performance.md).
 Retries are ours (:mod:`harness.retry`: bounded, exponential backoff with jitter, ``Retry-After``
 honoured on 429/5xx, timeouts and dropped connections) so every attempt is counted; a response with
-fewer choices than the ``n`` asked for is retried for the missing ones and, if they never come, is an
+fewer choices than the ``n`` asked for is retried like a failure and, if the choices never all come, is an
 ``api_error``. A semaphore bounds concurrency. The client is a :class:`harness.completer.Completer`;
 caching is :class:`harness.completer.CachedCompleter`'s job, and every error string it returns has been
 through :func:`harness.redact.redact`.
@@ -139,34 +139,28 @@ class ChatClient:
     async def _request(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> Completion:
         client, sem = self._ensure()
         body: dict[str, Any] = {"model": self.model, "messages": list(messages), **params.payload_fields()}
-        texts: list[str | None] = [None] * n
-        missing = list(range(n))  # slots still without a choice; a retry asks for just these
+        if n != 1:
+            body["n"] = n
+        # Pre-encoded bytes: openai deep-copies a dict body on every attempt and httpx2 re-encodes it;
+        # with long judge prompts that was the largest client-side cost per call.
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         usage = Usage()
+        partial: list[str | None] = [None] * n
         last_error = ""
         attempt = 0
-        content = b""
         for attempt in self.policy.attempts():
-            if attempt == 1 or len(missing) != body.get("n", 1):
-                if len(missing) != 1:
-                    body["n"] = len(missing)
-                else:
-                    body.pop("n", None)
-                # Pre-encoded bytes: openai deep-copies a dict body on every attempt and httpx2 re-encodes
-                # it; with long judge prompts that was the largest client-side cost per call.
-                content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             delay: float | None = None
             try:
                 async with sem:
                     # Content-Type: application/json comes from the client's default headers.
                     resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
-                got = self._parse(json.loads(resp.content), len(missing), usage)
-                for slot, text in zip(missing, got, strict=True):
-                    texts[slot] = text
-                still = [slot for slot, text in zip(missing, got, strict=True) if text is None]
-                if not still:
+                texts, present = self._parse(json.loads(resp.content), n, usage)
+                if present == n:
                     return Completion(texts=texts, usage=usage, attempts=attempt)
-                last_error = f"response had {n - len(still)} of {n} requested choices with text"
-                missing = still
+                # Fewer choices than asked: the whole request again (a re-asked subset would not be the
+                # samples a complete answer holds), and an api_error if they never all come.
+                partial = texts
+                last_error = f"response had {present} of {n} requested choices"
             except openai.APIStatusError as exc:
                 last_error = f"HTTP {exc.status_code}: {str(exc)[:300]}"
                 if not self.policy.retryable(exc.status_code):
@@ -181,20 +175,26 @@ class ChatClient:
             self.retries += 1
             await asyncio.sleep(self.policy.delay(attempt, delay))
         return Completion(
-            texts=texts, status="api_error", error=redact(last_error), usage=usage, attempts=attempt
+            texts=partial, status="api_error", error=redact(last_error), usage=usage, attempts=attempt
         )
 
-    def _parse(self, data: Any, n: int, usage: Usage) -> list[str | None]:
-        """The text of each requested choice; ``None`` for a choice that is absent or has no text."""
+    def _parse(self, data: Any, n: int, usage: Usage) -> tuple[list[str | None], int]:
+        """The text of each requested choice and how many choices were present.
+
+        A present choice whose content is null keeps ``None`` as its text (parsed later as that sample's
+        failure); an absent one makes the response incomplete.
+        """
         choices = data["choices"]
         if not isinstance(choices, list) or not choices:
             raise ValueError("response has no choices")
-        got: list[str | None] = [None] * n
+        texts: list[str | None] = [None] * n
+        seen: set[int] = set()
         for pos, choice in enumerate(choices):
             idx = choice.get("index", pos)
             if isinstance(idx, int) and 0 <= idx < n:
                 content = choice["message"].get("content")
-                got[idx] = content if isinstance(content, str) else None
+                texts[idx] = content if isinstance(content, str) else None
+                seen.add(idx)
         raw_usage = data.get("usage") or {}
         call = Usage(
             calls=1,
@@ -203,7 +203,7 @@ class ChatClient:
         )
         usage.add(call)
         self.usage.add(call)
-        return got
+        return texts, len(seen)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -7,9 +7,9 @@ single get/put of cached samples, also used by the callers whose shape differs (
 one sample per conversation in a batch; the Wikimedia client, one body per URL).
 
 Cache semantics (one rule for all): every sample of a request has its own key
-(:func:`harness.cache.request_keys`); only samples that came back are stored; a request whose samples
-are partly cached asks the inner completer for the missing ones only, so a re-run after a failure
-repeats exactly what is missing and never serves an incomplete result as complete.
+(:func:`harness.cache.request_keys`); a request is served from the cache only when every one of its
+samples is there, otherwise it is sent whole; only a complete (``ok``) result is stored. A failed or
+incomplete request is never cached, so a re-run asks for exactly the requests still missing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.cache import ResponseCache, request_keys
-from harness.types import ChatMessage, Completion, Usage
+from harness.types import ChatMessage, Completion
 
 
 class Completer(Protocol):
@@ -106,23 +106,14 @@ class CachedCompleter:
 
     async def complete(self, messages: Sequence[ChatMessage], params: Any, n: int = 1) -> Completion:
         keys = self.scope.keys(messages, param_fields(params), n)
-        texts = self.store.lookup(keys)
-        missing = [i for i, t in enumerate(texts) if t is None]
-        if not missing:
+        hits = self.store.lookup(keys)
+        if all(t is not None for t in hits):
             self.cached_calls += 1
-            return Completion(texts=list(texts), cached=True)
-        result = await self.inner.complete(messages, params, n=len(missing))
-        fresh = list(result.texts) + [None] * (len(missing) - len(result.texts))
-        for slot, text in zip(missing, fresh, strict=False):
-            texts[slot] = text
-        self.store.store([keys[i] for i in missing], fresh[: len(missing)])
-        return Completion(
-            texts=texts,
-            status=result.status,
-            error=result.error,
-            usage=result.usage if isinstance(result.usage, Usage) else Usage(),
-            attempts=result.attempts,
-        )
+            return Completion(texts=hits, cached=True)
+        result: Completion = await self.inner.complete(messages, params, n=n)
+        if result.status == "ok" and len(result.texts) == n:
+            self.store.store(keys, result.texts)
+        return result
 
     async def aclose(self) -> None:
         await self.inner.aclose()
