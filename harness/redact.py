@@ -39,15 +39,16 @@ KEY_VARIABLES = (
     "HUGGING_FACE_HUB_TOKEN",
     "WANDB_API_KEY",
 )
-_SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
+# api_key, key, auth_token, token, client_secret, password, auth_header; not tokenizer, max_tokens.
+_SECRET_NAME = re.compile(r"(?:^|[_-])(?:api[_-]?key|key|token|secret|password|passwd)$|^auth", re.IGNORECASE)
 _SECRET_VAR = re.compile(r"(_KEY|_TOKEN|_SECRET|_PASSWORD)$|API_?KEY", re.IGNORECASE)
 MIN_SECRET_LEN = 6  # shorter values ("1", "true") would mask ordinary text; no real key is that short
 # Credential-shaped text, whatever its value: Bearer tokens, api_key=..., "api_key": "...".
 _SHAPES = (
-    re.compile(r"(?i)(\bbearer\s+)(?!\[REDACTED\])[^\s'\",;}\]\)]+"),
+    re.compile(r"(?i)(\bbearer\s+)(?!\[REDACTED\])[^\s'\",;}\]\)]{6,}"),
     re.compile(
         r"(?i)(\b[\w-]*(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret)['\"]?\s*[=:]\s*['\"]?)"
-        r"(?!\[REDACTED\])[^\s'\",&;}\]\)]+"
+        r"(?!\[REDACTED\])[^\s'\",&;}\]\)]{6,}"
     ),
 )
 

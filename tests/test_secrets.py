@@ -224,3 +224,9 @@ def test_installed_redaction_covers_loggers_and_handlers_added_later(monkeypatch
     assert "ValueError" in stream.getvalue()
     sys.stderr.write("plain env-target-key-555 write\n")
     assert isinstance(sys.stderr, redact_mod._RedactingStream)
+
+
+def test_ordinary_arguments_and_words_are_not_masked() -> None:
+    register_kv_secrets(["tokenizer_backend=huggingface,max_tokens=2048,tokenizer=Qwen/Qwen2-7B"])
+    plain = "huggingface Qwen/Qwen2-7B 2048 Bearer EMPTY"
+    assert redact(plain) == plain
