@@ -12,7 +12,9 @@ shaped like a credential (``Bearer <token>``, ``api_key=<value>``, ``"api_key": 
   redacted when it is created (message, arguments, traceback text), so no handler, whenever or by
   whom it was added, can emit the raw text;
 * ``sys.stdout`` and ``sys.stderr`` are wrapped, which covers ``print``, ``warnings``, tracebacks,
-  tqdm and the rich consoles (they write to the current ``sys.stderr``/``sys.stdout``).
+  tqdm and the rich consoles (they write to the current ``sys.stderr``/``sys.stdout``);
+* the harness's rich consoles (:mod:`harness.progress`) redact their text arguments before layout as
+  well, since on a terminal rich may fold a long key across lines or colour parts of it.
 
 Error strings written into records (journal, samples, run.json) are passed through :func:`redact` by
 the code that builds them.
@@ -156,6 +158,20 @@ def _redacting_factory(base: Any) -> Any:
     return factory
 
 
+def redact_console(console: Any) -> None:
+    """Make ``console.print``/``console.log`` redact their text arguments before rich lays them out."""
+    for name in ("print", "log"):
+        method = getattr(console, name)
+        if getattr(method, "_ditto_redacting", False):
+            continue
+
+        def wrapped(*objects: Any, _method: Any = method, **kwargs: Any) -> Any:
+            return _method(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+        wrapped._ditto_redacting = True  # type: ignore[attr-defined]
+        setattr(console, name, wrapped)
+
+
 def install_redaction() -> None:
     """Redact every log record and every write to stdout/stderr from now on; idempotent.
 
@@ -169,4 +185,8 @@ def install_redaction() -> None:
         logging.setLogRecordFactory(_redacting_factory(base))
     sys.stdout = wrap_stream(sys.stdout)
     sys.stderr = wrap_stream(sys.stderr)
+    from harness import progress  # the consoles every command prints through
+
+    redact_console(progress.console)
+    redact_console(progress.out_console)
     _installed = True

@@ -8,6 +8,7 @@ Authorization header of every request. Sentinel keys stand for the real ones: th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -30,6 +31,11 @@ JUDGE_KEY = "sk-SENTINEL-judge-7f3a9c1d"
 TARGET_KEY = "tk-SENTINEL-target-41b2e8"
 SUPERVISOR_KEY = "sv-SENTINEL-super-93ac"
 SENTINELS = (JUDGE_KEY, TARGET_KEY, SUPERVISOR_KEY)
+
+
+def _bearer(key: str) -> str:
+    """What the fake server logs for ``Authorization: Bearer <key>`` (a hash, never the key)."""
+    return hashlib.sha256(f"Bearer {key}".encode()).hexdigest()
 
 
 def _is_target(body: dict[str, Any]) -> bool:
@@ -83,7 +89,7 @@ def test_target_errors_print_and_write_no_key(judge_server: FakeOpenAI, tmp_path
     target_reqs = [r for r in judge_server.requests if _is_target(r["body"])]
     assert target_reqs
     # the target got its own key, never the judge's
-    assert all(r["auth"] == f"Bearer {TARGET_KEY}" for r in target_reqs)
+    assert all(r["auth_sha256"] == _bearer(TARGET_KEY) for r in target_reqs)
     _assert_no_secret(proc, out, tmp_path / "cache")
     samples = (out / "samples.jsonl").read_text()
     assert f"HTTP {status}" in samples or str(status) in samples  # the failure itself is recorded
@@ -98,8 +104,8 @@ def test_target_gets_no_key_unless_given_one(judge_server: FakeOpenAI, tmp_path:
     target = [r for r in judge_server.requests if _is_target(r["body"])]
     judge = [r for r in judge_server.requests if _is_judge(r["body"])]
     assert len(target) == 7 and len(judge) == 21
-    assert all(r["auth"] is None for r in target)  # lm-eval would have sent $OPENAI_API_KEY here
-    assert all(r["auth"] == f"Bearer {JUDGE_KEY}" for r in judge)  # the judge key reaches the judge
+    assert all(r["auth_sha256"] is None for r in target)  # lm-eval would have sent $OPENAI_API_KEY here
+    assert all(r["auth_sha256"] == _bearer(JUDGE_KEY) for r in judge)  # the judge key reaches the judge
     # the target's own variable is used when set
     judge_server.reset()
     judge_server.set_responder(replay_then_judge([a, b], scripted_judge(_verdicts(a, b))))
@@ -107,7 +113,7 @@ def test_target_gets_no_key_unless_given_one(judge_server: FakeOpenAI, tmp_path:
                 env={"DITTO_BENCH_TARGET_API_KEY": TARGET_KEY})
     assert proc.returncode == 0
     target = [r for r in judge_server.requests if _is_target(r["body"])]
-    assert target and all(r["auth"] == f"Bearer {TARGET_KEY}" for r in target)
+    assert target and all(r["auth_sha256"] == _bearer(TARGET_KEY) for r in target)
 
 
 def test_judge_error_echoing_the_header_is_not_recorded(judge_server: FakeOpenAI, tmp_path: Path) -> None:
@@ -120,7 +126,7 @@ def test_judge_error_echoing_the_header_is_not_recorded(judge_server: FakeOpenAI
             "--bootstrap_resamples", "20"]
     proc = _cli(args, tmp_path)
     assert proc.returncode == 1
-    assert all(r["auth"] == f"Bearer {JUDGE_KEY}" for r in judge_server.requests)
+    assert all(r["auth_sha256"] == _bearer(JUDGE_KEY) for r in judge_server.requests)
     _assert_no_secret(proc, out, tmp_path / "cache")
     journal = (out / "journal.jsonl").read_text()
     assert "HTTP 400" in journal and MASK in journal  # the echoed header was there, and was masked
@@ -178,9 +184,9 @@ def test_supervisor_gets_only_its_own_key(judge_server: FakeOpenAI, tmp_path: Pa
     assert proc.returncode == 0
     proc = _cli([f"{args},api_key={TARGET_KEY}"], tmp_path, script=SUPERVISOR_HEADERS)
     assert proc.returncode == 0
-    auths = [r["auth"] for r in judge_server.requests]
+    auths = [r["auth_sha256"] for r in judge_server.requests]
     # no key: the client's placeholder; never the judge key in $OPENAI_API_KEY
-    assert auths == ["Bearer EMPTY", f"Bearer {SUPERVISOR_KEY}", f"Bearer {TARGET_KEY}"]
+    assert auths == [_bearer("EMPTY"), _bearer(SUPERVISOR_KEY), _bearer(TARGET_KEY)]
 
 
 # -- the redaction layer itself ----------------------------------------------------------------------
@@ -230,3 +236,17 @@ def test_ordinary_arguments_and_words_are_not_masked() -> None:
     register_kv_secrets(["tokenizer_backend=huggingface,max_tokens=2048,tokenizer=Qwen/Qwen2-7B"])
     plain = "huggingface Qwen/Qwen2-7B 2048 Bearer EMPTY"
     assert redact(plain) == plain
+
+
+def test_rich_console_text_is_masked_before_it_is_folded() -> None:
+    from rich.console import Console
+
+    key = "sk-proj-" + "A1b2C3d4" * 20  # longer than the console is wide: rich would fold it
+    register_secret(key)
+    buf = io.StringIO()
+    console = Console(file=buf, width=40, force_terminal=True)
+    redact_mod.redact_console(console)
+    redact_mod.redact_console(console)  # idempotent
+    console.print(f"[red]failed[/]: HTTP 401 for key {key}")
+    text = buf.getvalue()
+    assert "REDACTED" in text and "A1b2C3d4" not in text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import selectors
 import signal
@@ -246,10 +247,10 @@ class FakeOpenAI:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Snapshot of the request log: {"path", "body", "has_auth", "auth", "t", "fault"} per request.
+        """Snapshot of the request log: {"path", "body", "has_auth", "auth_sha256", "t", "fault"} per request.
 
-        ``auth`` is the Authorization header as received (in memory only, so tests can check which key
-        reached which endpoint)."""
+        ``auth_sha256`` is the sha256 (hex) of the Authorization header as received, or None: tests can
+        check which key reached which endpoint while the log never holds a key."""
         with self._lock:
             return list(self._log)
 
@@ -279,12 +280,13 @@ class FakeOpenAI:
         )
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
-        # The Authorization value is kept in memory only (tests check which key reached which endpoint).
+        # The Authorization value is a secret and never stored; its hash says which key arrived.
+        auth = request.headers.get("Authorization")
         entry: dict[str, Any] = {
             "path": request.path,
             "body": None,
-            "has_auth": "Authorization" in request.headers,
-            "auth": request.headers.get("Authorization"),
+            "has_auth": auth is not None,
+            "auth_sha256": None if auth is None else hashlib.sha256(auth.encode()).hexdigest(),
             "t": time.time(),
             "fault": None,
         }
