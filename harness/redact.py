@@ -57,7 +57,6 @@ _SHAPES = (
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
-_installed = False
 
 
 def register_secret(value: str | None) -> None:
@@ -178,7 +177,6 @@ def install_redaction() -> None:
     Also registers the key variables of the environment, so a call at the start of a command covers
     every key the process can read.
     """
-    global _installed
     register_environment()
     base = logging.getLogRecordFactory()
     if not getattr(base, "_ditto_redacting", False):
@@ -189,4 +187,3 @@ def install_redaction() -> None:
 
     redact_console(progress.console)
     redact_console(progress.out_console)
-    _installed = True
