@@ -14,6 +14,7 @@ from pathlib import Path
 from harness import __version__
 from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
+from harness.redact import install_redaction, register_kv_secrets
 
 # subcommand -> "module:main" for commands that own their argument parsing
 DELEGATED = {
@@ -185,6 +186,10 @@ def _config(args: argparse.Namespace, mode: str) -> object:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ditto-bench`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before any work: every key the process can read (environment, api_key= in *_args) is masked in
+    # everything printed or logged from here on (harness/redact.py).
+    install_redaction()
+    register_kv_secrets(argv)
     if argv and argv[0] in DELEGATED:
         module, attr = DELEGATED[argv[0]].split(":")
         try:

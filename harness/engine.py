@@ -12,16 +12,18 @@ from typing import Any
 
 from harness.backends import load_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
-from harness.backends.lmeval import validate_backend
+from harness.backends.lmeval import require_target_key, validate_backend
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
+from harness.completer import Completer, with_cache
 from harness.errors import ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_json
 from harness.judging import judge, judge_calls_for, plan_calls
 from harness.progress import console
 from harness.records import build_records, finalize_run
+from harness.redact import redact
 from harness.rollout import pending_turns, rollout
 from harness.runrecord import environment, fingerprint, prepare_run_dir
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
@@ -123,8 +125,8 @@ def check_keys(cfg: RunConfig) -> str | None:
             f"--judge_base_url {cfg.judge_base_url} needs an API key: set OPENAI_API_KEY "
             "(or point --judge_base_url at an OpenAI-compatible server)"
         )
-    if cfg.mode == "run" and cfg.model == "openai-chat-completions" and not key:
-        raise ConfigError("--model openai-chat-completions needs OPENAI_API_KEY to be set")
+    if cfg.mode == "run" and cfg.model is not None:
+        require_target_key(cfg.model, cfg.model_args)  # the target's own key, never the judge's
     return key
 
 
@@ -220,16 +222,17 @@ def execute(cfg: RunConfig) -> int:
             is_local=lambda b: not getattr(b, "is_api", True),
         )
         calls, done = plan_calls(tasks, sessions, journal)
-        clients: dict[str, ChatClient] = {}
-        by_model: dict[str, ChatClient] = {}
+        clients: dict[str, Completer] = {}
+        by_model: dict[str, Completer] = {}
         for name in tasks:
             model = judges[name].model
             if model not in by_model:
-                by_model[model] = ChatClient(
+                client = ChatClient(
                     base_url=cfg.judge_base_url, model=model, api_key=api_key,
                     concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
-                    timeout=cfg.judge_timeout, cache=cache, split_samples=cfg.judge_split_samples,
+                    timeout=cfg.judge_timeout, split_samples=cfg.judge_split_samples,
                 )
+                by_model[model] = with_cache(client, cache, client.cache_scope)
             clients[name] = by_model[model]
         if calls:
             console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
@@ -248,7 +251,7 @@ def execute(cfg: RunConfig) -> int:
     except BaseException as exc:
         # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run_json["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        run_json["error"] = redact(f"{type(exc).__name__}: {exc}"[:500])
         atomic_write_json(run_dir / "run.json", run_json)
         raise
     finally:
