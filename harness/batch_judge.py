@@ -33,21 +33,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.chat_client import ChatClient, SamplingParams
+from harness.completer import CachedCompleter, param_fields
 from harness.errors import BackendError, ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_text, iter_complete_lines
 from harness.judging import PlannedCall, judge, judge_entry
 from harness.progress import console
+from harness.redact import redact
 from harness.task import JudgeSettings
 from harness.types import Completion, Usage
-
-try:
-    from harness.redact import redact
-except ImportError:  # the redaction module lands with the clients work; until then errors pass as they are
-
-    def redact(text: str) -> str:
-        return text
-
 
 ENDPOINT: Final = "/v1/chat/completions"
 MAX_REQUESTS = 50_000
@@ -321,26 +315,30 @@ class BatchJudge:
             units = [_Unit(p, None, request_body(client, p, params, n))]
         return _Judgment(p, units, n)
 
+    def _cache_of(self, task: str) -> CachedCompleter | None:
+        """The judge's response cache (the completer's own scope and store), or ``None`` without one."""
+        client = self.clients[task]
+        return client if isinstance(client, CachedCompleter) else None
+
+    def _keys(self, cached: CachedCompleter, j: _Judgment) -> list[str]:
+        return cached.scope.keys(j.call.call.messages, param_fields(self.params[j.call.task]), j.n)
+
     def _from_cache(self, j: _Judgment) -> bool:
-        client = self.clients[j.call.task]
-        if client.cache is None:
+        cached = self._cache_of(j.call.task)
+        if cached is None:
             return False
-        keys = client.keys_for(j.call.call.messages, self.params[j.call.task], j.n)
-        hits = client.cache.get_many(keys)
+        hits = cached.store.lookup(self._keys(cached, j))
         if not all(h is not None for h in hits):
             return False
-        texts = [h["text"] for h in hits if h is not None]
-        self._record(j, Completion(texts=texts, cached=True))
+        self._record(j, Completion(texts=hits, cached=True))
         return True
 
     def _record(self, j: _Judgment, result: Completion) -> None:
         self.journal.append(judge_entry(j.call, result))
         self.counts[result.status] += 1
-        client = self.clients[j.call.task]
-        if client.cache is not None and result.status == "ok" and not result.cached:
-            keys = client.keys_for(j.call.call.messages, self.params[j.call.task], j.n)
-            pairs = zip(keys, result.texts, strict=True)
-            client.cache.put_many([(k, {"text": t}) for k, t in pairs if t is not None])
+        cached = self._cache_of(j.call.task)
+        if cached is not None and result.status == "ok" and not result.cached and len(result.texts) == j.n:
+            cached.store.store(self._keys(cached, j), result.texts)
 
     # ----------------------------------------------------------------------------------- submission
 
