@@ -22,6 +22,7 @@ DELEGATED = {
     "generate": "ditto_train.generate.cli:main",
     "leaderboard": "leaderboards.cli:leaderboard_main",
     "compare": "leaderboards.cli:compare_main",
+    "lineage": "harness.lineage:main",
 }
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.dirlock import LOCK_NAME, DirLock
 from harness.errors import ConfigError
-from harness.jsonl import atomic_write_json
+from harness.jsonl import atomic_write_json, file_sha256
 
 STAGE_FILE = "stage.json"
 SCHEMA_VERSION = 1
@@ -74,9 +74,14 @@ class StageRecord:
     invocations: int = 1
     error: str | None = None
     pid: int | None = None
+    scope: dict[str, Any] = field(default_factory=dict)
 
-    def is_complete(self, fingerprint: str) -> bool:
-        """True when this record is a finished stage with exactly ``fingerprint``."""
+    def is_complete(self, fingerprint: str, scope: Mapping[str, Any] | None = None) -> bool:
+        """True when this record is a finished stage with exactly ``fingerprint`` (and, when given, the
+        same ``scope``: the selection of work, e.g. generate's ``--langs``/``--limit``, outside the
+        fingerprint)."""
+        if scope is not None and _canon(self.scope) != _canon(scope):
+            return False
         return self.status == "complete" and self.fingerprint == fingerprint
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +101,10 @@ class StageRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+
+
 def record_path(target: Path) -> Path:
     """Where the stage record of ``target`` lives: ``DIR/stage.json``, or ``FILE.stage.json`` for a file."""
     target = Path(target)
@@ -113,10 +122,13 @@ def read_stage(target: Path) -> StageRecord | None:
     return read_stage_file(record_path(Path(target)))
 
 
-def hash_output(path: Path) -> str | None:
-    """sha256 of a file (memoised like model files, see harness.identity); ``None`` for a directory."""
+def hash_output(path: Path, *, memoise: bool = False) -> str | None:
+    """sha256 of a file; ``None`` for a directory. With ``memoise`` the hash goes through the identity memo
+    (harness.identity), worth it for model weights that will be identified again by the next command."""
     if not path.is_file():
         return None
+    if not memoise:
+        return file_sha256(path)
     from harness.identity import default_memo
 
     memo = default_memo()
@@ -146,6 +158,9 @@ class Stage:
         record_names: Iterable[str] = (),
         single_file: bool = False,
         lineage: Mapping[str, Any] | None = None,
+        memoise_outputs: bool = False,
+        scope: Mapping[str, Any] | None = None,
+        overwrite_flag: str = "--overwrite",
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown stage kind {kind!r}")
@@ -161,6 +176,9 @@ class Stage:
         self._owned = owned or (lambda name: False)
         self.record_names = {STAGE_FILE, *record_names}
         self.lineage = dict(lineage or {})
+        self.memoise_outputs = memoise_outputs
+        self.overwrite_flag = overwrite_flag
+        self.scope = json.loads(json.dumps(dict(scope or {}), default=str))
         self.lock = (
             DirLock.for_file(self.root, kind) if single_file else DirLock(self.root, kind)
         )
@@ -173,7 +191,7 @@ class Stage:
     def owns(self, name: str) -> bool:
         """True for a name in the directory that this stage (or its predecessor) wrote."""
         if self.single_file:
-            return name in (self.root.name, self.path.name)
+            return name in (self.root.name, self.path.name) or self._owned(name)
         if name == STAGE_FILE or name in self.record_names:
             return True
         prev = self.previous
@@ -218,18 +236,20 @@ class Stage:
             ours = [n for n in present if self.owns(n)]
             if ours and not overwrite:
                 raise ConfigError(
-                    f"{self.flag} {self.root} holds files of an earlier ditto-bench without a stage record "
-                    f"({', '.join(ours[:5])}); use another directory or pass --overwrite"
+                    f"{self.flag} {self.root} already holds output of an earlier ditto-bench {self.kind} "
+                    f"without a stage record ({', '.join(ours[:5])}); use another directory or pass "
+                    f"{self.overwrite_flag}"
                 )
             if present and not ours and not overwrite and not self.single_file:
                 raise ConfigError(
                     f"{self.flag} {self.root} exists, is not empty and holds no ditto-bench record; "
-                    "pass --overwrite (nothing of yours is deleted)"
+                    f"pass {self.overwrite_flag} (nothing of yours is deleted)"
                 )
             self._remove(ours)
             foreign = [n for n in present if not self.owns(n)]
         elif prev.fingerprint == self.fingerprint:
-            decision = "done" if prev.status == "complete" else "resume"
+            done = prev.is_complete(self.fingerprint, self.scope) and self._outputs_intact(prev)
+            decision = "done" if done else "resume"
             foreign = list(prev.foreign)
         else:
             if self._has_work(prev) and not overwrite:
@@ -239,7 +259,7 @@ class Stage:
                 )
                 raise ConfigError(
                     f"{self.flag} {self.root} holds a {prev.kind} with a different configuration{changed}; "
-                    "use another directory or pass --overwrite"
+                    f"use another directory or pass {self.overwrite_flag}"
                 )
             self._remove(self._previous_outputs(prev))
             foreign = list(prev.foreign)
@@ -260,9 +280,20 @@ class Stage:
             foreign=foreign,
             invocations=(prev.invocations + 1) if (prev is not None and decision == "resume") else 1,
             pid=_pid(),
+            scope=self.scope,
         )
         self._write()
         return decision
+
+    def _outputs_intact(self, prev: StageRecord) -> bool:
+        """Every output of a complete record is still there with the content it was finished with."""
+        for name, digest in prev.outputs.items():
+            p = self.dir / name
+            if not p.exists():
+                return False
+            if digest is not None and hash_output(p, memoise=self.memoise_outputs) != digest:
+                return False
+        return True
 
     def _present_content(self) -> list[str]:
         if self.single_file:
@@ -322,7 +353,9 @@ class Stage:
             raise ValueError(f"unknown stage status {status!r}")
         rec = self._require()
         rec.outputs = {
-            n: hash_output(self.dir / n) for n in sorted(rec.outputs) if (self.dir / n).exists()
+            n: hash_output(self.dir / n, memoise=self.memoise_outputs)
+            for n in sorted(rec.outputs)
+            if (self.dir / n).exists()
         }
         rec.status = status
         rec.finished = now()

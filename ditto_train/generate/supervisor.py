@@ -184,7 +184,11 @@ class LocalSupervisor:
             "args": self.backend.spec.get("model_args", {}),
             "gen_kwargs": dict(gen),
         }
-        self._model_id = json.dumps(self.spec["args"], sort_keys=True, default=str)
+        # The model by content (harness.identity): other weights retrained into one folder miss the cache.
+        self.spec["identity"] = getattr(self.backend, "identity", None)
+        self._model_id = json.dumps(
+            {"identity": self.spec["identity"], "args": self.spec["args"]}, sort_keys=True, default=str
+        )
         self._pending: list[tuple[list[ChatMessage], asyncio.Future[GenerationResult]]] = []
         self._worker: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -37,21 +36,11 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_state(start: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout holding this package; nulls when git or a commit is absent."""
-    cwd = start or Path(__file__).resolve().parent
+    """Commit and dirty state of the checkout: the one capture of every record (harness.runrecord.git_info),
+    so untracked files count as dirty here too."""
+    from harness.runrecord import git_info
 
-    def _git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    return git_info(start)
 
 
 def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

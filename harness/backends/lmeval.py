@@ -53,9 +53,11 @@ class LmEvalChatBackend:
     """A :class:`harness.backends.base.ChatBackend` over an lm-eval ``LM`` instance."""
 
     def __init__(
-        self, name: str, lm: Any, args: Mapping[str, Any], cache: ResponseCache | None
+        self, name: str, lm: Any, args: Mapping[str, Any], cache: ResponseCache | None,
+        identity: str | None = None,
     ) -> None:
         self.name = name
+        self.identity = identity  # harness.identity id: what the model is, by content/revision
         self.lm = lm
         self.is_api = name in API_BACKENDS or not hasattr(lm, "tokenizer") or lm.tokenizer is None
         self.cache = cache if self.is_api else None
@@ -199,7 +201,9 @@ class LmEvalChatBackend:
 
     def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str:
         endpoint = str(getattr(self.lm, "base_url", ""))
-        model = str(getattr(self.lm, "model", ""))
+        # The identity (endpoint + model + revision=) keys the cache, so a model re-served under the same
+        # name with another revision= is asked again rather than answered from the cache.
+        model = self.identity or str(getattr(self.lm, "model", ""))
         params = {**gk, "seed": seed}
         return cache_key(
             kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0
@@ -237,13 +241,24 @@ def _resolve_class(name: str) -> Any:
 
 
 def load_backend(
-    name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
+    name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None,
+    identity: str | None = None,
 ) -> LmEvalChatBackend:
-    """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax."""
+    """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax.
+
+    ``identity`` (:func:`harness.identity.model_identity`'s ``id``) enters the response-cache keys; without
+    it the identity is computed here.
+    """
     os.environ.setdefault("TQDM_DISABLE", "1")  # our rich progress replaces lm-eval's tqdm bars
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     args = parse_kv_args(model_args, "--model_args")
+    if identity is None:
+        from harness.identity import identity_id
+
+        identity = identity_id(name, args)
+    if name in API_BACKENDS:
+        args.pop("revision", None)  # ours (the identity above), not an lm-eval API-model argument
     if name in LOCAL_BACKENDS - {"vllm"} and "device" not in args:
         import torch
 
@@ -258,4 +273,4 @@ def load_backend(
         raise ConfigError(f"--model_args rejected by {name}: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise BackendError(f"could not load --model {name} with {redact_args(args)}: {exc}") from exc
-    return LmEvalChatBackend(name, lm, args, cache)
+    return LmEvalChatBackend(name, lm, args, cache, identity=identity)
