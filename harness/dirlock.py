@@ -72,6 +72,26 @@ class DirLock:
         self._fd = fd
         return self
 
+    def check_free(self) -> None:
+        """Raise the refusal :meth:`acquire` would raise if another process holds the lock; take nothing and
+        create nothing (for checks before a command commits to a directory)."""
+        if self._fd is not None or not self.lock_path.exists():
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            raise ConfigError(
+                f"{self.path} is in use by another ditto-bench process ({holder}); "
+                "wait for it to finish or use another directory"
+            ) from None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         """Clear the holder line and drop the lock (idempotent)."""
         if self._fd is None:

@@ -11,6 +11,7 @@ import json
 import platform
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -49,13 +50,20 @@ def git_info(start: Path | None = None) -> dict[str, Any]:
     root = start or Path(__file__).resolve().parent.parent
 
     def _git(*args: str) -> str | None:
+        # A timer kills a hung git instead of subprocess's timeout, whose wait loop polls with time.sleep.
         try:
-            out = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            proc = subprocess.Popen(
+                ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
-        except (OSError, subprocess.SubprocessError):
+        except OSError:
             return None
-        return out.stdout if out.returncode == 0 else None
+        timer = threading.Timer(10.0, proc.kill)
+        timer.start()
+        try:
+            stdout, _ = proc.communicate()
+        finally:
+            timer.cancel()
+        return stdout if proc.returncode == 0 else None
 
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=normal") if commit else None

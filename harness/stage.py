@@ -208,8 +208,7 @@ class Stage:
     def _sweep_temps(self) -> None:
         """Remove the temp files of atomic writes a killed process left behind (ours only)."""
         for name in self._entries():
-            m = _TEMP.match(name)
-            if m and self.owns(m.group("name")) and (self.dir / name).is_file():
+            if self._our_temp(name) and (self.dir / name).is_file():
                 (self.dir / name).unlink(missing_ok=True)
                 self.swept.append(name)
 
@@ -223,15 +222,19 @@ class Stage:
             self.lock.release()
             raise
 
-    def _open(self, overwrite: bool) -> str:
+    def peek(self, *, overwrite: bool) -> str:
+        """What :meth:`open` would decide (fresh | resume | done, or the ConfigError it would raise), without
+        locking, sweeping, removing or writing anything: for checks before expensive preparation."""
+        self.lock.check_free()
         self.previous = read_stage_file(self.path)
-        self._sweep_temps()
+        return self._decide(overwrite)[0]
+
+    def _decide(self, overwrite: bool) -> tuple[str, list[str], list[str]]:
+        """(decision, names to remove first, the user's names) from the record in ``self.previous``."""
         prev = self.previous
-        decision = "fresh"
         if prev is None and self.single_file and self.root.exists():
-            decision = "resume"  # an output file from before stage records: its own content says what is done
-            foreign: list[str] = []
-        elif prev is None:
+            return "resume", [], []  # an output file from before stage records: its content says what is done
+        if prev is None:
             present = self._present_content()
             ours = [n for n in present if self.owns(n)]
             if ours and not overwrite:
@@ -245,24 +248,27 @@ class Stage:
                     f"{self.flag} {self.root} exists, is not empty and holds no ditto-bench record; "
                     f"pass {self.overwrite_flag} (nothing of yours is deleted)"
                 )
-            self._remove(ours)
-            foreign = [n for n in present if not self.owns(n)]
-        elif prev.fingerprint == self.fingerprint:
+            return "fresh", ours, [n for n in present if not self.owns(n)]
+        if prev.fingerprint == self.fingerprint:
             done = prev.is_complete(self.fingerprint, self.scope) and self._outputs_intact(prev)
-            decision = "done" if done else "resume"
-            foreign = list(prev.foreign)
-        else:
-            if self._has_work(prev) and not overwrite:
-                changed = changed_keys(
-                    {"spec": prev.spec, "inputs": {k: v.get("id") for k, v in prev.inputs.items()}},
-                    {"spec": self.spec, "inputs": {k: v.get("id") for k, v in self.inputs.items()}},
-                )
-                raise ConfigError(
-                    f"{self.flag} {self.root} holds a {prev.kind} with a different configuration{changed}; "
-                    f"use another directory or pass {self.overwrite_flag}"
-                )
-            self._remove(self._previous_outputs(prev))
-            foreign = list(prev.foreign)
+            return ("done" if done else "resume"), [], list(prev.foreign)
+        if self._has_work(prev) and not overwrite:
+            changed = changed_keys(
+                {"spec": prev.spec, "inputs": {k: v.get("id") for k, v in prev.inputs.items()}},
+                {"spec": self.spec, "inputs": {k: v.get("id") for k, v in self.inputs.items()}},
+            )
+            raise ConfigError(
+                f"{self.flag} {self.root} holds a {prev.kind} with a different configuration{changed}; "
+                f"use another directory or pass {self.overwrite_flag}"
+            )
+        return "fresh", self._previous_outputs(prev), list(prev.foreign)
+
+    def _open(self, overwrite: bool) -> str:
+        self.previous = read_stage_file(self.path)
+        self._sweep_temps()
+        prev = self.previous
+        decision, remove, foreign = self._decide(overwrite)
+        self._remove(remove)
         if decision == "done":
             self.record = prev
             return decision
@@ -298,7 +304,11 @@ class Stage:
     def _present_content(self) -> list[str]:
         if self.single_file:
             return [self.root.name] if self.root.exists() else []
-        return [n for n in self._entries() if n != STAGE_FILE]
+        return [n for n in self._entries() if n != STAGE_FILE and not self._our_temp(n)]
+
+    def _our_temp(self, name: str) -> bool:
+        m = _TEMP.match(name)
+        return bool(m and self.owns(m.group("name")))
 
     def _has_work(self, prev: StageRecord) -> bool:
         """Whether the earlier stage produced anything beyond its own records (worth an --overwrite)."""

@@ -141,23 +141,26 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(config_path, flags)
         main_proc = is_main_process()
 
-        def open_stage() -> None:
+        def check_stage() -> None:
+            # Once the data is valid and before the tokenizer loads: a finished training is a no-op, a
+            # refused directory is said at once. Nothing is written until the whole preparation passed.
             nonlocal stage
             stage = train_stage(cfg)
-            if main_proc:
-                decision = stage.open(overwrite=cfg.overwrite_output_dir)
-            else:  # other ranks of a distributed launch follow the main process's record, unlocked
-                rec = read_stage(stage.root)
-                decision = "done" if rec is not None and rec.is_complete(stage.fingerprint) else "train"
-            if decision == "done":
+            if stage.peek(overwrite=cfg.overwrite_output_dir) == "done":
                 raise _AlreadyTrained
 
-        prep = prepare(cfg, after_data=None if dry_run else open_stage)
+        prep = prepare(cfg, after_data=None if dry_run else check_stage)
         if main_proc:  # under accelerate/torchrun every rank runs this; one summary is enough
             _print_summary(prep, dry_run=dry_run)
         if dry_run:
             return 0
         assert stage is not None
+        if main_proc and stage.open(overwrite=cfg.overwrite_output_dir) == "done":
+            raise _AlreadyTrained
+        if not main_proc:  # other ranks of a distributed launch follow the main process's record, unlocked
+            rec = read_stage(stage.root)
+            if rec is not None and rec.is_complete(stage.fingerprint):
+                raise _AlreadyTrained
         record = _train(prep, stage, main_proc)
     except _AlreadyTrained:
         if is_main_process():
