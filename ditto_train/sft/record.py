@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,11 @@ FAILED_NAME = "training_failed.json"
 RECORD_SCHEMA = "ditto-bench/sft-training-record"
 RECORD_VERSION = 1
 
-# Packages whose versions change what a training run produces.
-_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "deepspeed")
-
-
 def package_versions() -> dict[str, str | None]:
-    """Installed versions of the training stack (None for a package that is not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Python and package versions, from the one environment capture of every record (harness.runrecord)."""
+    from harness.runrecord import package_versions as versions
+
+    return {"python": platform.python_version(), **versions()}
 
 
 def git_state(start: Path | None = None) -> dict[str, Any]:
