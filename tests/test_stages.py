@@ -382,3 +382,60 @@ def test_generate_records_schema_status_supervisor_and_lineage(
     assert main(["lineage", str(out), "--json"]) == 0
     chain = json.loads(capsys.readouterr().out)
     assert [e["kind"] for e in chain] == ["generate", "knowledge"]
+
+
+def test_two_generate_processes_on_one_out(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    from ditto_train.generate.scripted import scripted_reply
+    from tests.fixtures.knowledge.e2e import api_supervisor_args
+
+    gate = threading.Event()
+
+    def respond(body: dict[str, Any]) -> Any:
+        gate.wait(60)  # the first generate waits on its first supervisor call
+        return scripted_reply(body)
+
+    fake_openai.set_responder(respond)
+    kb = _kb(tmp_path)
+    out = tmp_path / "gen"
+    argv = ["generate", *api_supervisor_args(fake_openai.base_url), "--knowledge", str(kb), "--out", str(out),
+            "--holdout_rate", "0", "--langs", "en", "--limit", "1", "--concurrency", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    first = subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while fake_openai.count() < 1:
+            assert first.poll() is None and time.monotonic() < deadline, "the first generate did not start"
+            time.sleep(0.02)
+        second = subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        lines = [x for x in second.stderr.splitlines() if x.strip()]
+        assert second.returncode == 2 and len(lines) == 1, second.stderr
+        assert str(out) in lines[0] and f"pid {first.pid}" in lines[0]
+        assert fake_openai.count() == 1  # the second asked the supervisor nothing
+        gate.set()
+        assert first.wait(timeout=120) == 0
+    finally:
+        gate.set()
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    rows = (out / "train.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # one writer: every session once
+
+
+def test_knowledge_refuses_another_configuration_into_the_same_out(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    kb = _kb(tmp_path)
+    out = tmp_path / "slice.jsonl"
+    assert main(["knowledge", "--out", str(out), "--input", str(kb), "--langs", "en"]) == 0
+    rec = read_stage(out)
+    assert rec is not None and rec.kind == "knowledge" and rec.status == "complete"
+    assert (tmp_path / "slice.jsonl.stage.json").is_file()
+    before = out.read_bytes()
+    capfd.readouterr()
+    assert main(["knowledge", "--out", str(out), "--input", str(kb), "--langs", "zh"]) == 2
+    assert "differs in: langs" in capfd.readouterr().err and out.read_bytes() == before
+    assert main(["knowledge", "--out", str(out), "--input", str(kb), "--langs", "zh", "--overwrite"]) == 0
+    assert out.read_bytes() != before and '"lang": "en"' not in out.read_text()

@@ -93,9 +93,17 @@ def test_retrain_into_the_same_folder_regenerates_and_lineage_reaches_the_kb(
     chain = json.loads(capfd.readouterr().out)
     assert [e["kind"] for e in chain if "kind" in e] == ["run", "train", "generate", "knowledge"]
 
-    # other weights into the same folder (another seed and learning rate)
+    # other weights into the same folder (another seed and learning rate); the user's notes stay
+    (model / "notes.json").write_text('{"mine": true}')
     retrain = ("--seed", "5", "--learning_rate", "0.5", "--overwrite_output_dir", "true")
+    # without --overwrite_output_dir: refused, before the tokenizer is loaded
+    assert main(_train_argv(tiny_model_dir, data, model, "--seed", "5", "--learning_rate", "0.5")) == 2
+    capfd.readouterr()
     assert main(_train_argv(tiny_model_dir, data, model, *retrain)) == 0
+    removed = next(x for x in capfd.readouterr().err.splitlines() if "removed from" in x)
+    assert "model.safetensors" in removed and "training_record.json" in removed
+    assert "notes.json" not in removed
+    assert (model / "notes.json").read_text() == '{"mine": true}'
     assert read_stage(model).fingerprint != train_stage.fingerprint  # type: ignore[union-attr]
     capfd.readouterr()
     # the same run command: refused, naming the model, instead of returning the old transcripts
