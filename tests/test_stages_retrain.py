@@ -116,3 +116,27 @@ def test_retrain_into_the_same_folder_regenerates_and_lineage_reaches_the_kb(
     new_stage = read_stage(run)
     assert new_stage is not None and new_stage.inputs["model"]["id"] != run_stage.inputs["model"]["id"]
     assert new_stage.lineage["trained"]["seed"] == 5
+
+
+def test_local_supervisor_cache_key_follows_the_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from ditto_train.generate.supervisor import LocalSupervisor
+    from tests.support.tiny_model import build_tiny_model
+
+    folder = tmp_path / "sup"
+    shutil.copytree(tiny_model_dir, folder)
+    msgs = [{"role": "user", "content": "Who are you?"}]
+
+    def keys() -> list[str]:
+        sup = LocalSupervisor(
+            "hf", f"pretrained={folder},device=cpu", {"max_gen_toks": 4}, seed=1, cache=None
+        )
+        return sup._keys(msgs, 2)
+
+    before = keys()
+    assert keys() == before  # same weights: the cache answers
+    other = build_tiny_model(tmp_path / "other", seed=3)
+    shutil.copy(other / "model.safetensors", folder / "model.safetensors")  # retrained into the same folder
+    after = keys()
+    assert set(after).isdisjoint(before)  # other weights: asked again, never the old answers
