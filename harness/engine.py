@@ -181,6 +181,7 @@ def execute(cfg: RunConfig) -> int:
     stage = Stage(
         run_dir, cfg.mode, spec, inputs, flag="--output_path", owned=_run_owned,
         record_names=("run.json",), lineage=lineage,
+        scope={"bootstrap_resamples": cfg.n_boot},  # another count re-aggregates, with no model or judge call
     )
     decision = stage.open(overwrite=cfg.overwrite)
     try:

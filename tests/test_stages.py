@@ -439,3 +439,15 @@ def test_knowledge_refuses_another_configuration_into_the_same_out(
     assert "differs in: langs" in capfd.readouterr().err and out.read_bytes() == before
     assert main(["knowledge", "--out", str(out), "--input", str(kb), "--langs", "zh", "--overwrite"]) == 0
     assert out.read_bytes() != before and '"lang": "en"' not in out.read_text()
+
+
+def test_other_bootstrap_resamples_on_a_finished_run_reaggregates_without_calls(
+    judge_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert main(_run_cmd(judge_server, out, MINI)) == 0
+    n = judge_server.count()
+    argv = [*_run_cmd(judge_server, out, MINI), "--bootstrap_resamples", "30"]
+    assert main(argv) == 0 and judge_server.count() == n
+    rec = read_stage(out)
+    assert rec is not None and rec.status == "complete" and rec.scope == {"bootstrap_resamples": 30}
