@@ -53,8 +53,12 @@ class DirLock:
         """Take the lock or raise :class:`ConfigError` naming the holder; returns ``self``."""
         if self._fd is not None:
             raise RuntimeError(f"{self.lock_path} is already held by this DirLock")
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"{self.path}: cannot be used as an output directory ({reason})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
