@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             # refused directory is said at once. Nothing is written until the whole preparation passed.
             nonlocal stage
             stage = train_stage(cfg)
-            if stage.peek(overwrite=cfg.overwrite_output_dir) == "done":
+            if main_proc and stage.peek(overwrite=cfg.overwrite_output_dir) == "done":
+                raise _AlreadyTrained
+            if not main_proc and _finished(stage):  # other ranks never lock: the main process holds it
                 raise _AlreadyTrained
 
         prep = prepare(cfg, after_data=None if dry_run else check_stage)
@@ -157,10 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         assert stage is not None
         if main_proc and stage.open(overwrite=cfg.overwrite_output_dir) == "done":
             raise _AlreadyTrained
-        if not main_proc:  # other ranks of a distributed launch follow the main process's record, unlocked
-            rec = read_stage(stage.root)
-            if rec is not None and rec.is_complete(stage.fingerprint):
-                raise _AlreadyTrained
+        if not main_proc and _finished(stage):  # other ranks follow the main process's record, unlocked
+            raise _AlreadyTrained
         record = _train(prep, stage, main_proc)
     except _AlreadyTrained:
         if is_main_process():
@@ -180,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  ditto-bench run --model hf --model_args {output['eval_model_args']} ..."
     )
     return 0
+
+
+def _finished(stage: Stage) -> bool:
+    rec = read_stage(stage.root)
+    return rec is not None and rec.is_complete(stage.fingerprint)
 
 
 def _train(prep: Prepared, stage: Stage, main_proc: bool) -> dict[str, Any]:
