@@ -451,3 +451,26 @@ def test_other_bootstrap_resamples_on_a_finished_run_reaggregates_without_calls(
     assert main(argv) == 0 and judge_server.count() == n
     rec = read_stage(out)
     assert rec is not None and rec.status == "complete" and rec.scope == {"bootstrap_resamples": 30}
+
+
+def test_other_ranks_of_a_distributed_train_never_take_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ditto_train.sft.config import resolve_config
+    from ditto_train.sft.stage import train_stage
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    out = tmp_path / "out"
+    flags = {"model": str(tmp_path / "m"), "data": str(data), "output_dir": str(out)}
+    with train_stage(resolve_config(None, flags)) as st:  # a finished training of exactly this config
+        st.open(overwrite=False)
+        st.finish("complete")
+    holder = _holder(out, "train", tmp_path)  # the main process (rank 0) holds the directory
+    monkeypatch.setenv("RANK", "1")
+    try:
+        rc = main(["train", *(x for k, v in flags.items() for x in (f"--{k}", v))])
+    finally:
+        _release(holder)
+    assert rc == 0  # rank 1 follows the record: finished, nothing to do (not "in use")
