@@ -20,12 +20,20 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ditto_train.cli_common import RESPONSE_CACHE, parse_langs
 from harness import __version__
 from harness.cli_common import command_parser, run_cli
 from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ditto_train.generate.config import GenerateConfig
+    from ditto_train.generate.kb_index import Entry, KnowledgeIndex
+    from ditto_train.generate.prompts import Prompts, TemplateSet
+    from ditto_train.generate.supervisor import Supervisor
+    from harness.cache import ResponseCache
+    from harness.stage import Stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
     from ditto_train.generate.prompts import Prompts, load_templates
     from ditto_train.generate.runner import select_entries
     from ditto_train.generate.supervisor import make_supervisor, parse_gen_kwargs
-    from harness.jsonl import atomic_write_json
     from harness.stage import Stage
 
     cfg = _config(args)
@@ -256,15 +263,15 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 0
         try:
-            return _generate(args, cfg, index, entries, sup, prompts, templates, cache, spec, stage,
-                             decision == "resume", atomic_write_json)
+            return _generate(cfg, index, entries, sup, prompts, templates, cache, spec, stage,
+                             resuming=decision == "resume")
         except BaseException as exc:
             stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                          error=f"{type(exc).__name__}: {exc}")
             raise
 
 
-def generate_inputs(cfg: Any, sup_spec: dict[str, Any]) -> dict[str, Any]:
+def generate_inputs(cfg: GenerateConfig, sup_spec: dict[str, Any]) -> dict[str, Any]:
     """generate's inputs with identities: the knowledge base (sha256) and the supervisor (by content)."""
     from harness.identity import file_identity, model_identity
     from harness.lineage import with_upstream
@@ -290,12 +297,17 @@ def generate_owned(split: str) -> Any:
 
 
 def _generate(
-    args: argparse.Namespace, cfg: Any, index: Any, entries: Any, sup: Any, prompts: Any, templates: Any,
-    cache: Any, spec: dict[str, Any], stage: Any, resuming: bool, atomic_write_json: Any,
+    cfg: GenerateConfig, index: KnowledgeIndex, entries: list[Entry], sup: Supervisor, prompts: Prompts,
+    templates: TemplateSet, cache: ResponseCache | None, spec: dict[str, Any], stage: Stage, *,
+    resuming: bool,
 ) -> int:
+    """The generation itself, inside the open stage: run.json, the sessions, the report, the final status."""
     from ditto_train.generate.output import merge_parts, order_of, part_path
     from ditto_train.generate.report import build_report, print_report
     from ditto_train.generate.runner import Runner
+    from harness.jsonl import atomic_write_json
+
+    assert stage.record is not None
 
     stage.add_outputs(
         "run.json", "report.json", f"{cfg.split}.jsonl",
