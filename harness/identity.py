@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
 from harness.jsonl import atomic_write_json, file_sha256
 
 LOCAL_BACKENDS = frozenset({"hf", "hf-auto", "huggingface", "vllm"})
@@ -113,11 +114,15 @@ def directory_identity(path: Path, memo: HashMemo | None = None) -> dict[str, An
     own = memo is None
     memo = memo or default_memo()
     path = Path(path)
-    files = {
-        p.name: memo.sha256(p)
-        for p in sorted(path.iterdir(), key=lambda q: q.name)
-        if p.is_file() and is_identity_file(p.name)
-    }
+    files: dict[str, str] = {}
+    for p in sorted(path.iterdir(), key=lambda q: q.name):
+        if p.is_file() and is_identity_file(p.name):
+            try:
+                files[p.name] = memo.sha256(p)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{p}: cannot read it to identify the model ({exc.strerror or exc})"
+                ) from None
     if own:
         memo.save()
     return {
@@ -216,7 +221,11 @@ def file_identity(path: Path, memo: HashMemo | None = None) -> dict[str, Any]:
     own = memo is None
     memo = memo or default_memo()
     path = Path(path)
-    out = {"kind": "file", "path": str(path.resolve()), "sha256": memo.sha256(path)}
+    try:
+        digest = memo.sha256(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    out = {"kind": "file", "path": str(path.resolve()), "sha256": digest}
     out["id"] = "sha256:" + out["sha256"]
     if own:
         memo.save()
