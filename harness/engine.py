@@ -55,6 +55,7 @@ class RunConfig:
     judge_split_samples: bool = False
     seed: int = 1234
     shuffle_candidates: bool = False
+    allow_duplicates: bool = False
     cache_path: Path | None = None
     no_cache: bool = False
     overwrite: bool = False
@@ -105,7 +106,10 @@ def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
     tasks: dict[str, Task] = {}
     datas: dict[str, TaskData] = {}
     for name in cfg.tasks:
-        task = get_task(name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed)
+        task = get_task(
+            name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed,
+            allow_duplicates=cfg.allow_duplicates,
+        )
         tasks[name] = task
         datas[name] = task.load(cfg.data_paths.get(name), limit=cfg.limit, responses=cfg.responses)
     return tasks, datas
