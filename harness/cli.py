@@ -25,6 +25,7 @@ DELEGATED = {
     "compare": "leaderboards.cli:compare_main",
     "calibrate": "judges.calibrate.cli:main",
     "view": "leaderboards.viewer.cli:view_main",
+    "lineage": "harness.lineage:main",
 }
 
 

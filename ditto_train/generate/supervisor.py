@@ -208,8 +208,12 @@ class LocalSupervisor:
             "args": self.backend.spec.get("model_args", {}),
             "gen_kwargs": dict(gen),
         }
+        # The model by content (harness.identity): other weights retrained into one folder miss the cache.
+        self.spec["identity"] = identity or getattr(self.backend, "identity", None)
         model_id = json.dumps(self.spec["args"], sort_keys=True, default=str)
-        scope = CacheScope(kind="supervisor-local", endpoint=name, model=model_id, identity=identity)
+        scope = CacheScope(
+            kind="supervisor-local", endpoint=name, model=model_id, identity=self.spec["identity"]
+        )
         self.completer = with_cache(_Batched(self), cache, scope)
         self._pending: list[tuple[list[ChatMessage], asyncio.Future[GenerationResult]]] = []
         self._worker: asyncio.Task[None] | None = None

@@ -104,6 +104,7 @@ class LmEvalChatBackend:
         identity: str | None = None,
     ) -> None:
         self.name = name
+        self.identity = identity  # harness.identity id: what the model is, by content/revision
         self.lm = lm
         self.is_api = name in API_BACKENDS or not hasattr(lm, "tokenizer") or lm.tokenizer is None
         self.cache = TextCache(cache) if self.is_api and cache is not None else None
@@ -296,12 +297,19 @@ def load_backend(
 ) -> LmEvalChatBackend:
     """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax.
 
-    ``identity`` (the model's content identity) scopes the response-cache keys of an API model.
+    ``identity`` (:func:`harness.identity.model_identity`'s ``id``) enters the response-cache keys; without
+    it the identity is computed here.
     """
     os.environ.setdefault("TQDM_DISABLE", "1")  # our rich progress replaces lm-eval's tqdm bars
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     args = parse_kv_args(model_args, "--model_args")
+    if identity is None:
+        from harness.identity import identity_id
+
+        identity = identity_id(name, args)
+    if name in API_BACKENDS:
+        args.pop("revision", None)  # ours (the identity above), not an lm-eval API-model argument
     if name in LOCAL_BACKENDS - {"vllm"} and "device" not in args:
         import torch
 
