@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.breaker import CircuitBreaker
-from harness.chat_client import ChatClient, SamplingParams
+from harness.chat_client import SamplingParams
+from harness.completer import Completer
 from harness.journal import MAX_COMPLETION_BYTES, Journal, messages_hash, oversized
+from harness.progress import make_progress
 from harness.rollout import conversation_with_replies, replies_so_far
 from harness.task import JudgeCall, JudgeSettings, Session, Task
 
@@ -42,6 +44,22 @@ def turn_calls(task: Task, session: Session, replies: Sequence[str], turn: int) 
     msgs = conversation_with_replies(session, replies[: turn + 1])
     return [PlannedCall(session.task, session, c, messages_hash(c.messages))
             for c in task.judge_calls(session, msgs, turn)]
+
+
+def plan_calls(
+    tasks: Mapping[str, Task], sessions: Mapping[str, Sequence[Session]], journal: Journal
+) -> tuple[list[PlannedCall], int]:
+    """All judge calls of generated turns; returns (pending calls, number already done)."""
+    pending: list[PlannedCall] = []
+    done = 0
+    for name, task in tasks.items():
+        for s in sessions[name]:
+            for p in session_calls(task, s, replies_so_far(journal, s)):
+                if journal.judged_ok(key_of(p), p.h):
+                    done += 1
+                else:
+                    pending.append(p)
+    return pending, done
 
 
 def session_calls(task: Task, session: Session, replies: Sequence[str]) -> Iterator[PlannedCall]:
@@ -97,7 +115,7 @@ class Judger:
     def __init__(
         self,
         tasks: Mapping[str, Task],
-        clients: Mapping[str, ChatClient],
+        clients: Mapping[str, Completer],
         settings: Mapping[str, JudgeSettings],
         journal: Journal,
         *,
@@ -228,3 +246,36 @@ class Judger:
     async def _close_clients(self) -> None:
         for client in {id(c): c for c in self.clients.values()}.values():
             await client.aclose()
+
+def judge(
+    calls: Sequence[PlannedCall],
+    clients: Mapping[str, Completer],
+    settings: Mapping[str, JudgeSettings],
+    journal: Journal,
+    done: int,
+) -> dict[str, int]:
+    """Run planned judge calls on their own (no rollout); returns ``{"ok": n, "api_error": n}``."""
+    counts = {"ok": 0, "api_error": 0}
+    if calls:
+        asyncio.run(_run(calls, clients, settings, journal, done, counts))
+    return counts
+
+
+async def _run(
+    calls: Sequence[PlannedCall],
+    clients: Mapping[str, Completer],
+    settings: Mapping[str, JudgeSettings],
+    journal: Journal,
+    done: int,
+    counts: dict[str, int],
+) -> None:
+    concurrency = max(int(getattr(c, "concurrency", 32)) for c in clients.values())
+    with make_progress() as progress:
+        bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
+        judger = Judger({}, clients, settings, journal, concurrency=concurrency,
+                        on_progress=lambda k: progress.advance(bar, k))
+        judger.start()
+        for p in calls:
+            judger._push(p)
+        await judger.finish()
+    counts.update(judger.counts)

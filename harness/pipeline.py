@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.backends.base import ChatBackend
 from harness.breaker import DEFAULT_MAX_CONSECUTIVE, CircuitBreaker, Trip
-from harness.chat_client import ChatClient
+from harness.completer import Completer
 from harness.journal import Journal
 from harness.judging import Judger
 from harness.progress import console, make_progress
@@ -51,7 +51,7 @@ def run_phases(
     tasks: Mapping[str, Task],
     sessions: Sequence[Session],
     journal: Journal,
-    clients: Mapping[str, ChatClient],
+    clients: Mapping[str, Completer],
     judges: Mapping[str, JudgeSettings],
     judge_concurrency: int,
     backend_factory: Callable[[], ChatBackend] | None = None,
@@ -79,7 +79,7 @@ async def _phases(
     tasks: Mapping[str, Task],
     sessions: Sequence[Session],
     journal: Journal,
-    clients: Mapping[str, ChatClient],
+    clients: Mapping[str, Completer],
     judges: Mapping[str, JudgeSettings],
     judge_concurrency: int,
     backend_factory: Callable[[], ChatBackend] | None,
