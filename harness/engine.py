@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -10,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backends import load_backend
+from harness.backends import load_backend, validate_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
-from harness.backends.lmeval import validate_backend
+from harness.backends.mock import MockJudge, is_mock
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
@@ -23,8 +24,10 @@ from harness.judging import judge, judge_calls_for, plan_calls
 from harness.progress import console
 from harness.records import build_records, finalize_run
 from harness.rollout import pending_turns, rollout
+from harness.runlog import attach_run_log
 from harness.runrecord import environment, fingerprint, prepare_run_dir
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
+from harness.unscored import DEFAULT_MAX_UNSCORED
 
 
 @dataclass
@@ -38,7 +41,7 @@ class RunConfig:
     model_args: str | None = None
     responses: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
-    limit: int | None = None
+    limit: int | float | None = None
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
     judge_model: str | None = None
     judge_base_url: str = OPENAI_BASE_URL
@@ -56,6 +59,13 @@ class RunConfig:
     overwrite: bool = False
     dry_run: bool = False
     n_boot: int = 2000
+    preflight: bool = True
+    max_unscored: float = DEFAULT_MAX_UNSCORED
+    predict_only: bool = False  # roll out and record; `ditto-bench judge DIR` judges later
+    judge_existing: bool = False  # `judge DIR`: judge settings of a predict-only run may still change
+    model_name: str | None = None  # the leaderboard name (run.json "model_name")
+    include_paths: list[str] = field(default_factory=list)
+    wandb_args: str | None = None
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -100,17 +110,23 @@ def _cache(cfg: RunConfig) -> ResponseCache | None:
 def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
     tasks: dict[str, Task] = {}
     datas: dict[str, TaskData] = {}
+    share = isinstance(cfg.limit, float)
     for name in cfg.tasks:
         task = get_task(name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed)
         tasks[name] = task
-        datas[name] = task.load(cfg.data_paths.get(name), limit=cfg.limit, responses=cfg.responses)
+        limit = None if share else cfg.limit
+        data = task.load(cfg.data_paths.get(name), limit=limit, responses=cfg.responses)  # type: ignore[arg-type]
+        if share:  # a share of the sessions, as lm-eval: the first ceil(share * n), deterministic
+            assert isinstance(cfg.limit, float)
+            data.sessions = data.sessions[: max(1, math.ceil(cfg.limit * len(data.sessions)))]
+        datas[name] = data
     return tasks, datas
 
 
 def check_keys(cfg: RunConfig) -> str | None:
     """Fail before any work when an endpoint needs a key that is not set. Returns the judge key."""
     key = os.environ.get("OPENAI_API_KEY")
-    if needs_api_key(cfg.judge_base_url) and not key:
+    if needs_api_key(cfg.judge_base_url) and not key and not _judge_is_mock(cfg) and not cfg.predict_only:
         raise ConfigError(
             f"--judge_base_url {cfg.judge_base_url} needs an API key: set OPENAI_API_KEY "
             "(or point --judge_base_url at an OpenAI-compatible server)"
@@ -171,8 +187,14 @@ def execute(cfg: RunConfig) -> int:
         print_plan(plan)
         return 0
     api_key = check_keys(cfg)
+    if cfg.preflight:
+        run_preflight(cfg, judges, api_key)
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
     run_dir = cfg.output_path
+    if cfg.judge_existing:
+        from harness.predict import adopt_judge_settings
+
+        adopt_judge_settings(run_dir, spec)
     resuming = prepare_run_dir(run_dir, spec, overwrite=cfg.overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     sessions = {name: d.sessions for name, d in datas.items()}
@@ -187,10 +209,14 @@ def execute(cfg: RunConfig) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed": resuming,
         "status": "running",
+        "model_name": cfg.model_name or None,
+        "mock": mock_parts(cfg, judges),
+        "predict_only": cfg.predict_only,
     }
     atomic_write_json(run_dir / "run.json", run_json)
     cache = _cache(cfg)
     journal = Journal(run_dir / "journal.jsonl")
+    run_log = attach_run_log(run_dir)
     try:
 
         def factory() -> ChatBackend:
@@ -207,11 +233,15 @@ def execute(cfg: RunConfig) -> int:
             is_local=lambda b: not getattr(b, "is_api", True),
         )
         calls, done = plan_calls(tasks, sessions, journal)
-        clients: dict[str, ChatClient] = {}
-        by_model: dict[str, ChatClient] = {}
+        if cfg.predict_only:
+            calls = []
+        clients: dict[str, Any] = {}
+        by_model: dict[str, Any] = {}
         for name in tasks:
             model = judges[name].model
-            if model not in by_model:
+            if model not in by_model and is_mock(model):
+                by_model[model] = MockJudge()
+            elif model not in by_model:
                 by_model[model] = ChatClient(
                     base_url=cfg.judge_base_url, model=model, api_key=api_key,
                     concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
@@ -229,27 +259,123 @@ def execute(cfg: RunConfig) -> int:
         raise
     finally:
         journal.close()
+        run_log.close()
         if cache is not None:
             cache.close()
     records = build_records(tasks, sessions, journal)
     summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
     summary["this_invocation"] = {"rollout": roll, "judge": judged}
-    return report_exit(summary)
+    if run_json["mock"]:  # scripted replies or verdicts: said in results.json and in every table title
+        summary["mock"] = run_json["mock"]
+        mark_results(run_dir, {"mock": run_json["mock"]})
+    if cfg.wandb_args is not None:
+        from harness.wandb_log import log_to_wandb
+
+        log_to_wandb(cfg.wandb_args, run_dir, summary, run_json)
+    return report_exit(
+        summary, run_dir=run_dir, records=records, max_unscored=cfg.max_unscored,
+        predict_only=cfg.predict_only,
+    )
 
 
-def report_exit(summary: Mapping[str, Any]) -> int:
-    from harness.report import print_results
+def report_exit(
+    summary: Mapping[str, Any],
+    *,
+    run_dir: Path | None = None,
+    records: Mapping[str, Any] | None = None,
+    max_unscored: float = DEFAULT_MAX_UNSCORED,
+    predict_only: bool = False,
+) -> int:
+    """Print the results and the causes of failures; the exit code (0 complete, 1 incomplete or too many
+    unscored turns)."""
+    from harness.report import failure_causes, is_deterministic, print_causes, print_results
+    from harness.unscored import exceeded
 
     print_results(summary)
+    causes = failure_causes(records) if records is not None else None
+    if causes is not None:
+        print_causes(causes)
     gen_missing = summary["rollout"]["turns_missing"]
     judge_missing = summary["judging"]["calls_missing"]
+    if predict_only:
+        if gen_missing:
+            console.print(f"[red]incomplete[/]: {gen_missing} turns without a reply")
+            return 1
+        console.print(f"predictions recorded; judge them with: ditto-bench judge {run_dir}")
+        return 0
+    code = 0
     if gen_missing or judge_missing:
+        failed = [c for counter in (causes or {}).values() for c in counter]
+        all_deterministic = bool(failed) and all(is_deterministic(c) for c in failed)
+        advice = (
+            "the causes above fail the same way again: fix them first, then re-run the same command"
+            if all_deterministic else "re-run the same command to retry them"
+        )
         console.print(
             f"[red]incomplete[/]: {gen_missing} turns without a reply and {judge_missing} judge calls that "
-            "failed; re-run the same command to retry them"
+            f"failed; {advice}"
         )
-        return 1
-    return 0
+        code = 1
+    over = exceeded(summary, max_unscored)
+    if over:
+        worst, share = next(iter(over.items()))
+        console.print(
+            f"[red]unscored[/]: {worst} has {share:.0%} of its turns unscored (limit --max_unscored "
+            f"{max_unscored:g})" + (f"; also {', '.join(list(over)[1:])}" if len(over) > 1 else "")
+        )
+        if run_dir is not None:
+            mark_results(run_dir, {"unscored_exceeded": {"limit": max_unscored, "metrics": over}})
+        code = 1
+    return code
+
+
+def mark_results(run_dir: Path, fields: Mapping[str, Any]) -> None:
+    """Add ``fields`` to ``results.json`` (rewritten atomically)."""
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8"))
+    results.update(fields)
+    atomic_write_json(path, results)
+
+
+def _judge_is_mock(cfg: RunConfig) -> bool:
+    return is_mock(cfg.judge_model)
+
+
+def mock_parts(cfg: RunConfig, judges: Mapping[str, JudgeSettings]) -> list[str]:
+    """Which side of the run is the scripted mock (``target``, ``judge``); empty for a real run."""
+    out = []
+    if cfg.mode == "run" and is_mock(cfg.model):
+        out.append("target")
+    if any(is_mock(j.model) for j in judges.values()) and not cfg.predict_only:
+        out.append("judge")
+    return out
+
+
+def run_preflight(cfg: RunConfig, judges: Mapping[str, JudgeSettings], api_key: str | None) -> None:
+    """One minimal request to every API endpoint of the run (judge models, an API target)."""
+    from harness.preflight import Endpoint, check_endpoint
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning[/]: {msg}", highlight=False)
+
+    endpoints: list[Endpoint] = []
+    if not cfg.predict_only:
+        seen: set[tuple[str, int]] = set()
+        for js in judges.values():
+            n = 1 if cfg.judge_split_samples else js.samples
+            if is_mock(js.model) or (js.model, n) in seen:
+                continue
+            seen.add((js.model, n))
+            timeout = min(cfg.judge_timeout, 30.0)
+            endpoints.append(Endpoint("judge", cfg.judge_base_url, js.model, api_key, n=n, timeout=timeout))
+    if cfg.mode == "run" and cfg.model is not None:
+        from harness.backends import api_target
+
+        target = api_target(cfg.model, cfg.model_args)
+        if target is not None:
+            endpoints.append(target)
+    for ep in endpoints:
+        check_endpoint(ep, warn)
 
 
 def _public_config(cfg: RunConfig) -> dict[str, Any]:
@@ -269,9 +395,17 @@ def _public_model_args(cfg: RunConfig) -> dict[str, Any]:
     return redact_args(parse_kv_args(cfg.model_args, "--model_args"))
 
 
-def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
+def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:
     """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call."""
+    from harness.jsonl import read_jsonl
     from harness.records import rescore_records
 
     summary = rescore_records(run_dir, n_boot=n_boot)
-    return report_exit(summary)
+    mock = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("mock")
+    if mock:
+        summary["mock"] = mock
+        mark_results(run_dir, {"mock": mock})
+    records: dict[str, list[dict[str, Any]]] = {}
+    for rec in read_jsonl(run_dir / "samples.jsonl"):
+        records.setdefault(rec["task"], []).append(rec)
+    return report_exit(summary, run_dir=run_dir, records=records, max_unscored=max_unscored)
