@@ -22,6 +22,7 @@ import openai
 
 from harness.cache import ResponseCache, request_keys
 from harness.lean_openai import LeanAsyncOpenAI
+from harness.neterror import network_cause
 from harness.types import ChatMessage, Completion, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -182,7 +183,7 @@ class ChatClient:
                     break
                 delay = _retry_after(exc)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                last_error = network_cause(exc)  # a refused connection is not "Request timed out"
             except (ValueError, KeyError, TypeError) as exc:  # a body that is not a chat completion
                 last_error = f"malformed response: {type(exc).__name__}: {str(exc)[:200]}"
             if attempt > self.max_retries:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from harness import __version__
 from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
 from harness.unscored import DEFAULT_MAX_UNSCORED
+
+NO_PREFLIGHT_ENV = "DITTO_BENCH_NO_PREFLIGHT"  # set (not 0): as --no_preflight
 
 # subcommand -> "module:main" for commands that own their argument parsing
 DELEGATED = {
@@ -257,7 +260,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
-        preflight=not args.no_preflight,
+        preflight=not (args.no_preflight or os.environ.get(NO_PREFLIGHT_ENV, "") not in ("", "0")),
         max_unscored=args.max_unscored,
         predict_only=bool(getattr(args, "predict_only", False)),
         model_name=getattr(args, "model_name", None),

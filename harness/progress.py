@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message stays one line in logs
 out_console = Console()
 
 INTERVAL_ENV = "DITTO_BENCH_PROGRESS_INTERVAL"

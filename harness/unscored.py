@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-DEFAULT_MAX_UNSCORED = 0.1
+DEFAULT_MAX_UNSCORED = 0.2
 _UNSCORED_KEYS = ("turns_no_verdict", "turns_api_error", "turns_pending")
 
 

@@ -54,6 +54,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     # key set a dummy one themselves.
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    # The preflight request would add one request to every exact request count of the e2e tests; the
+    # tests of the preflight itself (tests/test_failfast_*.py) switch it back on.
+    monkeypatch.setenv("DITTO_BENCH_NO_PREFLIGHT", "1")
 
 
 @pytest.fixture(scope="session")

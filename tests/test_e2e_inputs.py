@@ -32,7 +32,9 @@ def _run_cmd(server: FakeOpenAI, out: Path, data: Path, *extra: str, judge_url: 
         "run", "--model", "local-chat-completions",
         "--model_args", f"model=roleplayer,base_url={server.chat_url},max_retries=1",
         "--tasks", "wikiroleeval", "--data_path", str(data), "--output_path", str(out),
-        "--gen_kwargs", "max_gen_toks=16", "--bootstrap_resamples", "50", *judge, *extra,
+        "--gen_kwargs", "max_gen_toks=16", "--bootstrap_resamples", "50", *judge,
+        # the default echo judge parses no verdict; these tests are about inputs, not the unscored gate
+        "--max_unscored", "1", *extra,
     ]
 
 
@@ -171,10 +173,10 @@ def test_bad_kv_syntax(
 @pytest.mark.parametrize(
     ("model", "model_args"),
     [
-        ("local-chat-completions", "model=roleplayer,base_url={base_url}"),  # not the full endpoint
+        ("local-chat-completions", "model=roleplayer,base_url=127.0.0.1:8000/v1"),  # no scheme
         ("hff", "model=roleplayer,base_url={chat_url}"),  # no such backend
     ],
-    ids=["base_url_not_endpoint", "unknown_model"],
+    ids=["base_url_not_a_url", "unknown_model"],
 )
 def test_bad_backend_config_writes_nothing(
     judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str], model: str, model_args: str
