@@ -397,9 +397,17 @@ def _public_model_args(cfg: RunConfig) -> dict[str, Any]:
 
 def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:
     """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call."""
+    from harness.include import include_tasks
     from harness.jsonl import read_jsonl
     from harness.records import rescore_records
 
+    run_path = run_dir / "run.json"
+    if run_path.exists():  # user tasks the run used (a missing or broken run.json is rescore_records' to report)
+        try:
+            recorded = json.loads(run_path.read_text(encoding="utf-8")).get("config", {}).get("include_paths")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        include_tasks([p for p in recorded or [] if Path(p).is_dir()])
     summary = rescore_records(run_dir, n_boot=n_boot)
     mock = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("mock")
     if mock:

@@ -8,6 +8,7 @@ value ``TASK/SPLIT/METRIC``; one table has a row per (task, split, metric) with 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def log_to_wandb(text: str, run_dir: Path, summary: Mapping[str, Any], run_json:
 
     args = _parse(text)
     args.setdefault("name", Path(run_dir).name)
-    args.setdefault("dir", str(run_dir))
+    if "dir" not in args and not os.environ.get("WANDB_DIR"):
+        args["dir"] = str(run_dir)  # W&B's own files (offline runs) next to the run they describe
     try:
         wb = wandb.init(config={"ditto_bench": dict(run_json.get("config") or {}),
                                 "spec": dict(run_json.get("spec") or {})}, **args)
