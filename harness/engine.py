@@ -402,7 +402,7 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
     from harness.records import rescore_records
 
     run_path = run_dir / "run.json"
-    if run_path.exists():  # user tasks the run used (a missing or broken run.json is rescore_records' to report)
+    if run_path.exists():  # the run's user tasks (a missing or broken run.json is rescore_records' to report)
         try:
             recorded = json.loads(run_path.read_text(encoding="utf-8")).get("config", {}).get("include_paths")
         except (OSError, ValueError, AttributeError):
