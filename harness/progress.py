@@ -184,3 +184,35 @@ def make_progress() -> BarProgress | LineProgress:
         console=console,
         transient=False,
     )
+
+
+def trainer_status_callback() -> Any | None:
+    """A transformers ``TrainerCallback`` printing status lines of the training steps when stderr is not a
+    terminal (on a terminal the Trainer's own bar shows); ``None`` on a terminal."""
+    if sys.stderr.isatty():
+        return None
+    from transformers import TrainerCallback
+
+    class _StatusLines(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.progress: LineProgress | None = None
+            self.task = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.progress = LineProgress()
+            self.task = self.progress.add_task(
+                "train (steps)", total=state.max_steps or None, completed=state.global_step
+            )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+                if state.max_steps and state.global_step >= state.max_steps:
+                    self.progress.advance(self.task, 0)  # prints the last line
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+
+    return _StatusLines()

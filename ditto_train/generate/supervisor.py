@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from harness.backends.base import GenerationResult, parse_kv_args, redact_args
 from harness.cache import ResponseCache, request_keys
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, SamplingParams, needs_api_key
+from harness.endpoint import api_root
 from harness.errors import ConfigError
 from harness.types import ChatMessage, Completion, Usage
 
@@ -124,7 +125,7 @@ class ApiSupervisor:
         base = str(args.get("base_url") or (OPENAI_BASE_URL if name == "openai-chat-completions" else ""))
         if not base:
             raise ConfigError("--supervisor_args: local-chat-completions needs base_url=http://HOST:PORT/v1")
-        base = base.rstrip("/").removesuffix("/chat/completions")
+        base = api_root(base, "--supervisor_args base_url")  # …/v1 or …/v1/chat/completions, one rule
         key = os.environ.get("OPENAI_API_KEY") if name == "openai-chat-completions" else None
         if needs_api_key(base) and not key:
             raise ConfigError(f"{base} needs an API key: set OPENAI_API_KEY")
