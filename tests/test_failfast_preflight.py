@@ -206,3 +206,16 @@ def test_base_url_forms_are_one_rule(
         assert main(_cmd(out, target=target, judge=judge)) == 0, capfd.readouterr().err
     paths = {r["path"] for r in judge_server.requests}
     assert paths == {"/v1/chat/completions"}
+
+
+def test_preflight_sends_each_key_only_to_its_endpoint(
+    judge_server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judge key goes to the judge's preflight; a local target gets no key unless it has its own."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-key-123456")
+    judge_server.set_responder(_respond)
+    out = tmp_path / "run"
+    assert main(_cmd(out, target=judge_server.chat_url, judge=judge_server.base_url)) == 0
+    pre = [r for r in judge_server.requests if r["body"]["max_tokens"] == 1]
+    by_model = {r["body"]["model"]: r["has_auth"] for r in pre}
+    assert by_model == {"judge-x": True, "roleplayer": False}

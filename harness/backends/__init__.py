@@ -56,6 +56,18 @@ def api_target(name: str, model_args: str | None) -> Any:
     model = args.get("model")
     if not base or not model:
         return None
-    key = os.environ.get("DITTO_BENCH_TARGET_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    key = _target_key(name, args, str(base))
     timeout = float(args["timeout"]) if isinstance(args.get("timeout"), int | float) else 30.0
     return Endpoint("target", str(base), str(model), key, n=1, timeout=min(timeout, 30.0))
+
+
+def _target_key(name: str, args: dict[str, Any], base: str) -> str | None:
+    """The target's own key (the clients helper's rule): ``api_key=``, else ``$DITTO_BENCH_TARGET_API_KEY``,
+    else ``$OPENAI_API_KEY`` only for ``openai-*`` at the OpenAI API; the judge key never goes elsewhere."""
+    if args.get("api_key"):
+        return str(args["api_key"])
+    if os.environ.get("DITTO_BENCH_TARGET_API_KEY"):
+        return os.environ["DITTO_BENCH_TARGET_API_KEY"]
+    if name.startswith("openai-") and "api.openai.com" in base:
+        return os.environ.get("OPENAI_API_KEY") or None
+    return None
