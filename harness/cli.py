@@ -232,7 +232,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     gen_kwargs = parse_kv_args(getattr(args, "gen_kwargs", None), "--gen_kwargs")
     check_gen_kwargs(gen_kwargs, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
     model_args = getattr(args, "model_args", None)
-    if mode == "run":
+    if mode == "run" and args.model != "mock":  # the scripted mock has no batch or device
         model_args = _merge_model_args(model_args, {"batch_size": args.batch_size, "device": args.device})
     return RunConfig(
         tasks=tasks,

@@ -98,7 +98,8 @@ def print_results(results: Mapping[str, Any]) -> None:
 
 _DETERMINISTIC = re.compile(
     r"maximum context length|context length|context window|too many tokens|prompt is too long|"
-    r"exceeds the (?:model's )?(?:maximum|max)|max_length|HTTP 40[0134]\b|HTTP 422\b|invalid_api_key|"
+    r"exceeds the (?:model's )?(?:maximum|max)|max_length|HTTP 40[0134]\b|HTTP 422\b|\b40[0134] Client Error|"
+    r"invalid_api_key|"
     r"model_not_found|does not exist",
     re.IGNORECASE,
 )

@@ -99,7 +99,7 @@ def test_refused_target_is_reported_as_refused_and_tracebacks_go_to_the_log(
     assert log.exists() and log.stat().st_size > 0
 
 
-def test_context_length_error_is_deterministic(
+def test_bad_request_is_reported_as_deterministic(
     judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from tests.support.fake_openai import Fault
@@ -133,3 +133,21 @@ def test_refused_judge_is_not_labelled_timed_out(
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     errors = {j["error"] for r in samples for t in r["turns"] for j in t["judgments"].values()}
     assert errors and all(e.startswith("connection refused") for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("error", "deterministic"),
+    [
+        ("HTTPError: 400 Client Error: Bad Request for url: http://h/v1/chat/completions", True),
+        ("HTTP 401: invalid key", True),
+        ("HTTP 404: model not found", True),
+        ("BadRequestError: This model's maximum context length is 2048 tokens", True),
+        ("HTTP 429: rate limited", False),
+        ("connection refused ([Errno 111] Connect call failed)", False),
+        ("APITimeoutError: Request timed out.", False),
+    ],
+)
+def test_deterministic_causes(error: str, deterministic: bool) -> None:
+    from harness.report import cause_of, is_deterministic
+
+    assert is_deterministic(cause_of(error)) is deterministic
