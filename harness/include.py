@@ -59,7 +59,7 @@ def _register(file: Path) -> list[str]:
         return []
     if not isinstance(tasks, dict) or not all(isinstance(k, str) and callable(v) for k, v in tasks.items()):
         raise ConfigError(f"--include_path: {file}: DITTO_TASKS must map task names to factories")
-    out = []
+    out: list[str] = []
     for name, factory in tasks.items():
         if name in TASKS and not TASKS[name].startswith(mod_name + ":"):
             raise ConfigError(f"--include_path: {file}: task {name!r} is already registered ({TASKS[name]})")

@@ -83,7 +83,7 @@ class LineProgress:
     def __init__(self, stream: TextIO | None = None, every: float | None = None) -> None:
         self._stream = stream
         self._every = interval() if every is None else every
-        self._tasks: dict[int, _Line] = {}
+        self._tasks: dict[TaskID, _Line] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,16 +98,18 @@ class LineProgress:
         stream = self._stream or sys.stderr
         print(text, file=stream, flush=True)
 
-    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
+    def add_task(
+        self, description: str, total: float | None = None, completed: float = 0, **_: Any
+    ) -> TaskID:
         with self._lock:
-            task_id = len(self._tasks)
+            task_id = TaskID(len(self._tasks))
             self._tasks[task_id] = _Line(description, total, completed, completed, time.monotonic())
         if self._thread is None:
             self._thread = threading.Thread(target=self._tick, name="ditto-progress", daemon=True)
             self._thread.start()
         return task_id
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         with self._lock:
             t = self._tasks[task_id]
             t.completed += advance
@@ -117,7 +119,7 @@ class LineProgress:
         if done:
             self._write(status_line(t, time.monotonic()))
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
+    def update(self, task_id: TaskID, *, completed: float | None = None, total: float | None = None,
                **_: Any) -> None:
         with self._lock:
             t = self._tasks[task_id]
@@ -126,7 +128,7 @@ class LineProgress:
             if total is not None:
                 t.total = total
 
-    def note_failure(self, task_id: int, count: int = 1) -> None:
+    def note_failure(self, task_id: TaskID, count: int = 1) -> None:
         """Count ``count`` failed items of the task (shown in its status line)."""
         with self._lock:
             self._tasks[task_id].failed += count
@@ -196,7 +198,7 @@ def trainer_status_callback() -> Any | None:
     class _StatusLines(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
             self.progress: LineProgress | None = None
-            self.task = 0
+            self.task = TaskID(0)
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.progress = LineProgress()
