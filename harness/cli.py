@@ -90,6 +90,9 @@ def _common_flags(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--shuffle_candidates", action="store_true",
                    help="shuffle WikiRoleEval's consistency candidates per session (seeded) "
                         "to measure position bias")
+    p.add_argument("--allow_duplicates", action="store_true",
+                   help="keep sessions that repeat an earlier one's system text and prompts (each is "
+                        "warned about with both file:line); by default such a data file is refused")
     RESPONSE_CACHE.add_to(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run with a different configuration in --output_path")
@@ -255,6 +258,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         judge_split_samples=args.judge_split_samples,
         seed=args.seed,
         shuffle_candidates=args.shuffle_candidates,
+        allow_duplicates=args.allow_duplicates,
         cache_path=args.cache_path,
         no_cache=args.no_cache,
         overwrite=args.overwrite,

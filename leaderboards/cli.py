@@ -20,7 +20,7 @@ from harness.jsonl import atomic_write_text
 from harness.progress import out_console
 from leaderboards.board import build_board
 from leaderboards.compare import PairedResult, as_json, compare_runs
-from leaderboards.definition import load_definition, load_reported
+from leaderboards.definition import SEMANTICS, load_definition, load_reported
 from leaderboards.render import FORMATS, Style, render
 from leaderboards.runs import read_run
 
@@ -77,6 +77,14 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept runs made with the scripted `mock` model or judge (default: refuse); they are noted",
     )
+    p.add_argument(
+        "--semantics",
+        choices=SEMANTICS,
+        default="robust",
+        help="robust (default): our numbers (forgiving parsers, failures counted); official: what the "
+        "released Ditto scoring.py gives on the same completions (results.json 'official' block; MT-Bench "
+        "is FastChat's own semantics either way). A note under the table says which",
+    )
     p.add_argument("--tasks", default=None, help="only the columns of these tasks (comma-separated)")
     p.add_argument(
         "--definition", type=Path, default=None, help="leaderboard definition JSON (default: Table 2)"
@@ -129,6 +137,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         tasks=split_list(args.tasks) if args.tasks else None,
         title=args.title,
         notes=[*mock_notes, *args.note],
+        semantics=args.semantics,
     )
     _emit(render(board, args.format, Style(digits=args.digits, ci=args.ci, failures=args.failures)), args.out)
     return 0

