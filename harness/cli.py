@@ -276,6 +276,11 @@ def _config(args: argparse.Namespace, mode: str) -> object:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ditto-bench`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not sys.stderr.isatty():
+        # Without a terminal, tqdm bars (lm-eval's "Requesting API", the Trainer's) are carriage-return noise
+        # in a log file; our status lines (harness.progress) report progress instead. tqdm reads this once,
+        # at import, which in a command happens after this line.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     if argv and argv[0] in DELEGATED:
         module, attr = DELEGATED[argv[0]].split(":")
         try:

@@ -88,3 +88,56 @@ def test_train_gets_status_lines_too(capfd: pytest.CaptureFixture[str]) -> None:
     cb.on_train_end(None, state, None)
     lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("train (steps)")]
     assert len(lines) == 1 and lines[0].startswith("train (steps): 3/3 (100.0%)"), lines
+
+
+def test_a_logged_command_has_status_lines_and_no_tqdm_noise(judge_server: object, tmp_path: Path) -> None:
+    """The real process with stderr in a file (as under nohup/Slurm): our status lines, no tqdm bars."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.wre_support import FIXTURES
+
+    server = judge_server
+    out = tmp_path / "run"
+    log = tmp_path / "stderr.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("TQDM_DISABLE", None)
+    with log.open("w", encoding="utf-8") as err:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--model",
+                "local-chat-completions",
+                "--model_args",
+                f"model=roleplayer,base_url={server.base_url}",  # type: ignore[attr-defined]
+                "--tasks",
+                "wikiroleeval",
+                "--data_path",
+                str(FIXTURES / "wikiroleeval_mini.jsonl"),
+                "--limit",
+                "1",
+                "--output_path",
+                str(out),
+                "--judge_base_url",
+                server.base_url,  # type: ignore[attr-defined]
+                "--judge_model",
+                "judge-x",
+                "--max_unscored",
+                "1",
+                "--bootstrap_resamples",
+                "20",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            timeout=240,
+            check=False,
+        )
+    text = log.read_text(encoding="utf-8")
+    assert proc.returncode == 0, text
+    assert "rollout (turns): 4/4 (100.0%)" in text and "judging (calls): 12/12 (100.0%)" in text
+    assert "Requesting API" not in text and "\r" not in text, text
