@@ -348,3 +348,20 @@ def test_every_new_flag_is_in_run_help() -> None:
         "--model_name",
     ):
         assert flag in readme, flag
+
+
+def test_judge_dir_keeps_judged_runs_honest(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Once judgments exist, other judge settings are a different configuration (refused, nothing changed)."""
+    out = tmp_path / "pred"
+    argv = _mock(out, "--predict_only", tasks="wikiroleeval")
+    argv.remove("--judge_model")
+    argv.remove("mock")
+    assert main(argv) == 0
+    assert main(["judge", str(out), "--judge_model", "mock"]) == 0
+    before = (out / "results.json").read_text()
+    capfd.readouterr()
+    assert main(["judge", str(out), "--judge_model", "mock", "--judge_samples", "1"]) == 2
+    assert "--overwrite" in capfd.readouterr().err
+    assert (out / "results.json").read_text() == before
+    # the same settings again: a resume with nothing left to do
+    assert main(["judge", str(out)]) == 0
