@@ -15,6 +15,7 @@ from pathlib import Path
 from harness import __version__
 from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
+from harness.redact import install_redaction, register_kv_secrets
 from harness.unscored import DEFAULT_MAX_UNSCORED
 
 NO_PREFLIGHT_ENV = "DITTO_BENCH_NO_PREFLIGHT"  # set (not 0): as --no_preflight
@@ -26,6 +27,9 @@ DELEGATED = {
     "generate": "ditto_train.generate.cli:main",
     "leaderboard": "leaderboards.cli:leaderboard_main",
     "compare": "leaderboards.cli:compare_main",
+    "calibrate": "judges.calibrate.cli:main",
+    "view": "leaderboards.viewer.cli:view_main",
+    "lineage": "harness.lineage:main",
 }
 
 
@@ -53,6 +57,16 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
                    help="skip the one minimal request made to the judge (and an API target) before any work; "
                         "by default a rejected key, unknown model, unreachable host or an endpoint that "
                         "ignores `n` stops the command at once (exit 2)")
+    g.add_argument("--judge_batch", action="store_true",
+                   help="judge through the OpenAI Batch API (half price, up to 24 h; resumable; "
+                        "docs/judges.md)")
+    g.add_argument("--judge_batch_fallback", choices=("batch", "sync"), default="batch",
+                   help="rows a batch failed, expired or lost: resubmit in a new batch (default) or judge "
+                        "them synchronously")
+    g.add_argument("--judge_batch_poll", type=float, default=60.0,
+                   help="seconds between batch status checks (default 60)")
+    g.add_argument("--judge_batch_cancel", action="store_true",
+                   help="cancel this run's running batches (their finished rows are kept on the next run)")
 
 
 def parse_limit(text: str) -> int | float:
@@ -232,6 +246,8 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     if not tasks:
         raise ConfigError("--tasks: give at least one task")
     _checked(args)
+    if args.judge_batch_poll <= 0:
+        raise ConfigError("--judge_batch_poll must be > 0")
     gen_kwargs = parse_kv_args(getattr(args, "gen_kwargs", None), "--gen_kwargs")
     check_gen_kwargs(gen_kwargs, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
     model_args = getattr(args, "model_args", None)
@@ -270,6 +286,10 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         model_name=getattr(args, "model_name", None),
         include_paths=[str(p) for p in args.include_path],
         wandb_args=args.wandb_args,
+        judge_batch=args.judge_batch,
+        judge_batch_fallback=args.judge_batch_fallback,
+        judge_batch_cancel=args.judge_batch_cancel,
+        judge_batch_poll=args.judge_batch_poll,
     )
 
 
@@ -281,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         # in a log file; our status lines (harness.progress) report progress instead. tqdm reads this once,
         # at import, which in a command happens after this line.
         os.environ.setdefault("TQDM_DISABLE", "1")
+    # Before any work: every key the process can read (environment, api_key= in *_args) is masked in
+    # everything printed or logged from here on (harness/redact.py).
+    install_redaction()
+    register_kv_secrets(argv)
     if argv and argv[0] in DELEGATED:
         module, attr = DELEGATED[argv[0]].split(":")
         try:

@@ -16,7 +16,6 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.jsonl import atomic_write_json, iter_complete_lines
-from harness.runrecord import fingerprint
 
 _JUDGE_FLAGS = (
     "judge_model", "judge_base_url", "judge_concurrency", "judge_samples", "judge_temperature",
@@ -96,17 +95,25 @@ def _strip_judge(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def adopt_judge_settings(run_dir: Path, spec: Mapping[str, Any]) -> None:
-    """Let ``spec``'s judge settings replace the recorded ones while the run has no judge call yet."""
+    """Let ``spec``'s judge settings replace the recorded ones (run.json and stage.json) while the run has no
+    judge call yet; anything else that differs is left for the stage check to refuse."""
+    from harness.stage import STAGE_FILE, read_stage_file, stage_fingerprint
+
     path = run_dir / "run.json"
     run = json.loads(path.read_text(encoding="utf-8"))
     old = run.get("spec") or {}
     if old == spec or "tasks" not in old:
         return
     if _strip_judge(old) != _strip_judge(spec):
-        return  # not only the judge changed: prepare_run_dir reports it
+        return  # not only the judge changed
     journal = run_dir / "journal.jsonl"
     if journal.exists() and any(e.get("k") == "judge" for _, e in iter_complete_lines(journal)):
         return  # judgments exist under the old settings: changing them needs --overwrite
+    stage = read_stage_file(run_dir / STAGE_FILE)
+    if stage is not None:
+        stage.spec = dict(spec)
+        stage.fingerprint = stage_fingerprint(stage.kind, spec, stage.inputs)
+        atomic_write_json(run_dir / STAGE_FILE, stage.to_dict())
+        run["fingerprint"] = stage.fingerprint
     run["spec"] = dict(spec)
-    run["fingerprint"] = fingerprint(spec)
     atomic_write_json(path, run)

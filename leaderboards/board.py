@@ -42,6 +42,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     judges: dict[str, str] = field(default_factory=dict)
     params: str | None = None
+    run_dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +94,7 @@ def _variants(task: str, runs: Sequence[RunInfo], allow_mixed: bool) -> dict[str
         raise ConfigError(
             f"{task}: runs differ in {diff} and cannot share a column ({groups}); "
             "pass --allow_mixed to show them with variant marks"
+            + ("; `ditto-bench calibrate` measures how far the judges differ" if "judge" in diff else "")
         )
     return {k: chr(97 + i) for i, k in enumerate(keys)}
 
@@ -160,6 +162,7 @@ def _run_rows(
             continue
         row = rows.setdefault(run.model, Row(model=run.model, source="run", origin=""))
         row.origin = ", ".join(filter(None, [row.origin, str(run.path)]))
+        row.run_dirs.append(str(run.path))
         for t in used:
             if (run.model, t) in owner:
                 raise ConfigError(

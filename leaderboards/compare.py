@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class PairedResult:
     p_wilcoxon: float | None
     unpaired_a: int
     unpaired_b: int
+    # per-session mean differences B - A behind the test (for plots; not part of the JSON document)
+    session_diffs: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -154,6 +156,7 @@ def compare_task(
                 p_wilcoxon=_wilcoxon([d / c for d, c in zip(diffs, counts, strict=True)]),
                 unpaired_a=miss[0],
                 unpaired_b=miss[1],
+                session_diffs=[d / c for d, c in zip(diffs, counts, strict=True)],
             )
         )
     return out
@@ -214,7 +217,7 @@ def as_json(results: Sequence[PairedResult], notes: Sequence[str], run_a: Path, 
         "run_a": str(run_a),
         "run_b": str(run_b),
         "difference": "B - A",
-        "results": [asdict(r) for r in results],
+        "results": [{k: v for k, v in asdict(r).items() if k != "session_diffs"} for r in results],
         "notes": list(notes),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -7,7 +7,6 @@ lm-eval owns the model call. ``--model mock`` is the scripted offline backend (:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from harness.backends.base import ChatBackend, GenerationResult, parse_kv_args, redact_args
@@ -33,14 +32,20 @@ def validate_backend(name: str, model_args: str | None) -> None:
 
 
 def load_backend(
-    name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
+    name: str,
+    model_args: str | None,
+    *,
+    seed: int,
+    cache: ResponseCache | None = None,
+    identity: str | None = None,
 ) -> Any:
-    """The backend ``name`` (lm-eval's registry, or ``mock``) with ``--model_args`` syntax."""
+    """The backend ``name`` (lm-eval's registry, or ``mock``) with ``--model_args`` syntax; ``identity`` is
+    :func:`harness.identity.model_identity`'s ``id`` (response-cache keys)."""
     if is_mock(name):
         return MockBackend()
     from harness.backends.lmeval import load_backend as load_lmeval
 
-    return load_lmeval(name, model_args, seed=seed, cache=cache)
+    return load_lmeval(name, model_args, seed=seed, cache=cache, identity=identity)
 
 
 def api_target(name: str, model_args: str | None) -> Any:
@@ -56,18 +61,10 @@ def api_target(name: str, model_args: str | None) -> Any:
     model = args.get("model")
     if not base or not model:
         return None
-    key = _target_key(name, args, str(base))
+    from harness.backends.lmeval import target_api_key
+
+    args["base_url"] = str(base)
+    key = target_api_key(name, args)  # the target's own key, as the backend itself sends it
     timeout = float(args["timeout"]) if isinstance(args.get("timeout"), int | float) else 30.0
     return Endpoint("target", str(base), str(model), key, n=1, timeout=min(timeout, 30.0))
 
-
-def _target_key(name: str, args: dict[str, Any], base: str) -> str | None:
-    """The target's own key (the clients helper's rule): ``api_key=``, else ``$DITTO_BENCH_TARGET_API_KEY``,
-    else ``$OPENAI_API_KEY`` only for ``openai-*`` at the OpenAI API; the judge key never goes elsewhere."""
-    if args.get("api_key"):
-        return str(args["api_key"])
-    if os.environ.get("DITTO_BENCH_TARGET_API_KEY"):
-        return os.environ["DITTO_BENCH_TARGET_API_KEY"]
-    if name.startswith("openai-") and "api.openai.com" in base:
-        return os.environ.get("OPENAI_API_KEY") or None
-    return None
