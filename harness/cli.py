@@ -16,7 +16,7 @@ from harness import __version__
 from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
 from harness.redact import install_redaction, register_kv_secrets
-from harness.unscored import DEFAULT_MAX_UNSCORED
+from harness.unscored import DEFAULT_MAX_UNSCORED, MAX_UNSCORED_ENV, default_max_unscored
 
 NO_PREFLIGHT_ENV = "DITTO_BENCH_NO_PREFLIGHT"  # set (not 0): as --no_preflight
 
@@ -114,9 +114,10 @@ def _common_flags(p: argparse.ArgumentParser, *, required: bool = True) -> None:
                    help="validate inputs, print the number of judge calls and a token estimate, call nothing")
     p.add_argument("--bootstrap_resamples", type=int, default=2000,
                    help="bootstrap resamples for the 95%% CIs, >= 1")
-    p.add_argument("--max_unscored", type=float, default=DEFAULT_MAX_UNSCORED,
+    p.add_argument("--max_unscored", type=float, default=default_max_unscored(),
                    help="exit 1 when any metric leaves more than this share of its turns unscored "
-                        f"(default {DEFAULT_MAX_UNSCORED}); results.json is still written and marked")
+                        f"(default {DEFAULT_MAX_UNSCORED}, or ${MAX_UNSCORED_ENV}); results.json is still "
+                        "written and marked")
     _include_flag(p, "folder of user task modules (each defines DITTO_TASKS = {name: factory}); repeatable")
     p.add_argument("--wandb_args", default=None,
                    help="k=v,... for wandb.init (project=P,name=N,mode=offline,...): logs the results, the "
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="re-aggregate a run from its records (no model or judge call)")
     sc.add_argument("run_dir", type=Path)
     sc.add_argument("--bootstrap_resamples", type=int, default=None)
-    sc.add_argument("--max_unscored", type=float, default=DEFAULT_MAX_UNSCORED,
+    sc.add_argument("--max_unscored", type=float, default=default_max_unscored(),
                     help=f"exit 1 above this unscored share of any metric (default {DEFAULT_MAX_UNSCORED})")
     _include_flag(sc, "folder of user task modules the run used")
 

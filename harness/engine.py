@@ -225,7 +225,7 @@ def execute(cfg: RunConfig) -> int:
     decision = stage.open(overwrite=cfg.overwrite)
     try:
         if decision == "done":
-            return _already_done(run_dir)
+            return _already_done(run_dir, cfg.max_unscored)
         return _execute(cfg, tasks, datas, judges, spec, stage, decision == "resume", api_key)
     finally:
         stage.close()
@@ -263,14 +263,14 @@ def _run_owned(name: str) -> bool:
     return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat")
 
 
-def _already_done(run_dir: Path) -> int:
+def _already_done(run_dir: Path, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:
     """Same configuration, already complete: report the stored results, do no work."""
     console.print(f"[bold]{run_dir}[/]: this run is already complete (same fingerprint); nothing to do")
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return 0
-    return report_exit(results)
+    return report_exit(results, max_unscored=max_unscored)
 
 
 def _execute(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-DEFAULT_MAX_UNSCORED = 0.2
+DEFAULT_MAX_UNSCORED = 0.1
+MAX_UNSCORED_ENV = "DITTO_BENCH_MAX_UNSCORED"  # the default of --max_unscored, when set
 _UNSCORED_KEYS = ("turns_no_verdict", "turns_api_error", "turns_pending")
 
 
@@ -37,3 +38,11 @@ def exceeded(results: Mapping[str, Any], limit: float) -> dict[str, float]:
     """The metrics whose unscored share is above ``limit``, worst first."""
     over = {k: v for k, v in unscored_shares(results).items() if v > limit}
     return dict(sorted(over.items(), key=lambda kv: -kv[1]))
+
+
+def default_max_unscored() -> str:
+    """The ``--max_unscored`` default: ``$DITTO_BENCH_MAX_UNSCORED`` when set, else 0.1 (a string, so that
+    argparse checks it like a value on the command line)."""
+    import os
+
+    return os.environ.get(MAX_UNSCORED_ENV) or str(DEFAULT_MAX_UNSCORED)

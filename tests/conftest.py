@@ -13,6 +13,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Set for the whole session (module- and session-scoped fixtures included): the preflight request would add
+# one request to every exact request count of the e2e tests, and many of them script judges whose verdicts
+# deliberately do not parse. The preflight and the unscored gate have their own tests
+# (tests/test_failfast_*.py), which put the real defaults back with monkeypatch.
+os.environ["DITTO_BENCH_NO_PREFLIGHT"] = "1"
+os.environ["DITTO_BENCH_MAX_UNSCORED"] = "1"
 
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402  (after the offline env is set)
 
@@ -54,9 +60,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     # key set a dummy one themselves.
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    # The preflight request would add one request to every exact request count of the e2e tests; the
-    # tests of the preflight itself (tests/test_failfast_*.py) switch it back on.
-    monkeypatch.setenv("DITTO_BENCH_NO_PREFLIGHT", "1")
 
 
 @pytest.fixture(scope="session")

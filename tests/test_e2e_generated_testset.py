@@ -29,7 +29,6 @@ def test_generated_testset_runs(judge_server: Any, tmp_path: Path) -> None:
         "--model_args", f"model=roleplayer,base_url={judge_server.chat_url},num_concurrent=2",
         "--tasks", "wikiroleeval", "--data_path", str(testset), "--output_path", str(out),
         "--judge_base_url", judge_server.base_url, "--judge_model", "judge-x", "--bootstrap_resamples", "100",
-        "--max_unscored", "1",  # the scripted judge answers no rejection verdict (the gate has its own tests)
     ])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())["tasks"]["wikiroleeval"]

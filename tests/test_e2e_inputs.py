@@ -32,9 +32,7 @@ def _run_cmd(server: FakeOpenAI, out: Path, data: Path, *extra: str, judge_url: 
         "run", "--model", "local-chat-completions",
         "--model_args", f"model=roleplayer,base_url={server.chat_url},max_retries=1",
         "--tasks", "wikiroleeval", "--data_path", str(data), "--output_path", str(out),
-        "--gen_kwargs", "max_gen_toks=16", "--bootstrap_resamples", "50", *judge,
-        # the default echo judge parses no verdict; these tests are about inputs, not the unscored gate
-        "--max_unscored", "1", *extra,
+        "--gen_kwargs", "max_gen_toks=16", "--bootstrap_resamples", "50", *judge, *extra,
     ]
 
 

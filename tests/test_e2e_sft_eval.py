@@ -29,7 +29,6 @@ def _evaluate(judge_server: Any, model_args: str, out: Path) -> dict[str, Any]:
         "--tasks", "wikiroleeval", "--data_path", str(FIXTURES / "wikiroleeval_mini.jsonl"), "--limit", "2",
         "--gen_kwargs", "max_gen_toks=12", "--output_path", str(out),
         "--judge_base_url", judge_server.base_url, "--judge_model", "judge-x", "--bootstrap_resamples", "100",
-        "--max_unscored", "1",  # the fallback verdict has no rejection digit (the gate has its own tests)
     ])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())["tasks"]["wikiroleeval"]

@@ -16,6 +16,11 @@ from tests.wre_support import FIXTURES, realistic_verdicts
 MINI = FIXTURES / "wikiroleeval_mini.jsonl"
 
 
+@pytest.fixture(autouse=True)
+def _real_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DITTO_BENCH_MAX_UNSCORED", raising=False)  # conftest relaxes it for other tests
+
+
 def _cmd(server: FakeOpenAI, out: Path, *extra: str, target: str | None = None) -> list[str]:
     return [
         "run",
@@ -52,9 +57,9 @@ def test_judge_that_parses_nothing_exits_1(
     err = capfd.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("unscored:")]
     assert len(lines) == 1, err
-    assert "wikiroleeval/consistency has 100% of its turns unscored (limit --max_unscored 0.2)" in lines[0]
+    assert "wikiroleeval/consistency has 100% of its turns unscored (limit --max_unscored 0.1)" in lines[0]
     res = json.loads((out / "results.json").read_text())
-    assert res["unscored_exceeded"]["limit"] == 0.2
+    assert res["unscored_exceeded"]["limit"] == 0.1
     assert res["unscored_exceeded"]["metrics"]["wikiroleeval/consistency"] == 1.0
     # the numbers are still written (consistency follows the official 0-when-unparsed rule)
     assert res["tasks"]["wikiroleeval"]["metrics"]["all"]["consistency"] == 0.0
@@ -151,3 +156,21 @@ def test_deterministic_causes(error: str, deterministic: bool) -> None:
     from harness.report import cause_of, is_deterministic
 
     assert is_deterministic(cause_of(error)) is deterministic
+
+
+def test_golden_fixture_at_the_default_limit(
+    judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The golden responses leave 1 of 7 turns without a verdict per metric (14%): above the default 0.1,
+    so exit 1 with the numbers unchanged; at --max_unscored 0.2 the same run exits 0."""
+    from tests.test_e2e_wikiroleeval import _check_golden, _judge_args, _two_sessions, _verdicts
+    from tests.wre_support import scripted_judge
+
+    path, (a, b) = _two_sessions(tmp_path)
+    judge_server.set_responder(scripted_judge(_verdicts(a, b)))
+    out = tmp_path / "run"
+    cmd = ["judge", "--tasks", "wikiroleeval", "--responses", str(path), *_judge_args(judge_server, out)]
+    assert main(cmd) == 1
+    assert "has 14% of its turns unscored (limit --max_unscored 0.1)" in capfd.readouterr().err
+    _check_golden(out)
+    assert main(["score", str(out), "--max_unscored", "0.2"]) == 0
