@@ -18,8 +18,6 @@ from harness.errors import ConfigError
 from harness.redact import install_redaction, register_kv_secrets
 from harness.unscored import DEFAULT_MAX_UNSCORED, MAX_UNSCORED_ENV, default_max_unscored
 
-NO_PREFLIGHT_ENV = "DITTO_BENCH_NO_PREFLIGHT"  # set (not 0): as --no_preflight
-
 # subcommand -> "module:main" for commands that own their argument parsing
 DELEGATED = {
     "train": "ditto_train.sft.cli:main",
@@ -281,7 +279,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
-        preflight=not (args.no_preflight or os.environ.get(NO_PREFLIGHT_ENV, "") not in ("", "0")),
+        preflight=not args.no_preflight,  # $DITTO_BENCH_NO_PREFLIGHT is checked where it runs
         max_unscored=args.max_unscored,
         predict_only=bool(getattr(args, "predict_only", False)),
         model_name=getattr(args, "model_name", None),

@@ -209,7 +209,7 @@ def execute(cfg: RunConfig) -> int:
         return 0
     api_key = check_keys(cfg)
     if cfg.preflight:
-        run_preflight(cfg, judges, api_key)
+        run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
     inputs, lineage = run_inputs(cfg, datas)
     run_dir = cfg.output_path
@@ -457,7 +457,10 @@ def mock_parts(cfg: RunConfig, judges: Mapping[str, JudgeSettings]) -> list[str]
 
 def run_preflight(cfg: RunConfig, judges: Mapping[str, JudgeSettings], api_key: str | None) -> None:
     """One minimal request to every API endpoint of the run (judge models, an API target)."""
-    from harness.preflight import Endpoint, check_endpoint
+    from harness.preflight import Endpoint, check_endpoint, preflight_disabled
+
+    if preflight_disabled():
+        return
 
     def warn(msg: str) -> None:
         console.print(f"[yellow]warning[/]: {msg}", highlight=False)

@@ -20,6 +20,16 @@ from harness.endpoint import chat_completions_url
 from harness.errors import ConfigError
 from harness.redact import redact
 
+NO_PREFLIGHT_ENV = "DITTO_BENCH_NO_PREFLIGHT"  # set (and not 0): as --no_preflight, for every command
+
+
+def preflight_disabled() -> bool:
+    """True when ``$DITTO_BENCH_NO_PREFLIGHT`` is set to anything but ``0``."""
+    import os
+
+    return os.environ.get(NO_PREFLIGHT_ENV, "") not in ("", "0")
+
+
 TRANSIENT = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 PREFLIGHT_TIMEOUT = 30.0
 

@@ -122,14 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _preflight(sup: Any, args: argparse.Namespace, n_samples: int) -> None:
     """One minimal request to an API supervisor (harness.preflight); local supervisors have no endpoint."""
-    import os
-
     from ditto_train.generate.supervisor import ApiSupervisor
-    from harness.cli import NO_PREFLIGHT_ENV
-    from harness.preflight import Endpoint, check_endpoint
+    from harness.preflight import Endpoint, check_endpoint, preflight_disabled
     from harness.progress import console
 
-    if args.no_preflight or os.environ.get(NO_PREFLIGHT_ENV, "") not in ("", "0"):
+    if args.no_preflight or preflight_disabled():
         return
     if not isinstance(sup, ApiSupervisor):
         return
