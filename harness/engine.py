@@ -260,7 +260,7 @@ def _first_sha(datas: Mapping[str, TaskData]) -> str:
 
 def _run_owned(name: str) -> bool:
     """Names a run writes in its directory (besides the exports it records as outputs)."""
-    return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat")
+    return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat", LOG_FILE)
 
 
 def _already_done(run_dir: Path, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:

@@ -174,3 +174,18 @@ def test_golden_fixture_at_the_default_limit(
     assert "has 14% of its turns unscored (limit --max_unscored 0.1)" in capfd.readouterr().err
     _check_golden(out)
     assert main(["score", str(out), "--max_unscored", "0.2"]) == 0
+
+
+def test_the_log_file_is_a_recorded_output(
+    judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Third-party log lines land in DIR/ditto-bench.log, which the stage record lists as an output."""
+    from harness.stage import read_stage
+
+    out = tmp_path / "run"
+    dead = f"http://127.0.0.1:{_free_port()}/v1/chat/completions"
+    assert main(_cmd(judge_server, out, "--no_preflight", target=dead)) == 1
+    rec = read_stage(out)
+    assert rec is not None and "ditto-bench.log" in rec.outputs
+    text = (out / "ditto-bench.log").read_text(encoding="utf-8")
+    assert "lm_eval" in text or "lm-eval" in text
