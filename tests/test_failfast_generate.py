@@ -79,3 +79,13 @@ def test_zero_sessions_written_exits_1_with_reasons(
     err = capfd.readouterr().err
     line = next(ln for ln in err.splitlines() if "0 sessions written" in ln)
     assert "top rejection reasons: no_usable_turns (2)" in line, line
+
+
+def test_generate_gen_kwargs_types_are_checked_first(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "gen"
+    assert main(_args(fake_openai.base_url, kb, out, "--gen_kwargs", "temperature=hot")) == 2
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--gen_kwargs: temperature='hot': expected a number" in err[0], err
+    assert not out.exists() and fake_openai.count() == 0

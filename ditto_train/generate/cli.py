@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_gen(gen: dict[str, Any]) -> None:
+    """Value types and ranges of the decoding keys (harness.validate), before anything is created."""
+    from harness.progress import console
+    from harness.validate import check_gen_kwargs
+
+    check_gen_kwargs(gen, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
+
+
 def _preflight(sup: Any, args: argparse.Namespace, n_samples: int) -> None:
     """One minimal request to an API supervisor (harness.preflight); local supervisors have no endpoint."""
     from ditto_train.generate.supervisor import ApiSupervisor
@@ -241,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     gen = parse_gen_kwargs(args.gen_kwargs)
+    _check_gen(gen)
     templates = load_templates(args.templates)
     index = KnowledgeIndex(cfg.knowledge)
     entries = select_entries(cfg, index)
