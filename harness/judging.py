@@ -122,7 +122,9 @@ class Judger:
         concurrency: int,
         breaker: CircuitBreaker | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
+        self.on_failure = on_failure
         self.tasks, self.clients, self.settings, self.journal = tasks, clients, settings, journal
         self.breaker = breaker or CircuitBreaker("judging")
         self.on_progress = on_progress
@@ -222,8 +224,11 @@ class Judger:
             self.counts[entry["status"]] += 1
             if entry["status"] == "ok":
                 self.breaker.success()
-            elif entry.get("reason") != "oversized":
-                self.breaker.failure(entry["error"])
+            else:
+                if self.on_failure is not None:
+                    self.on_failure()
+                if entry.get("reason") != "oversized":
+                    self.breaker.failure(entry["error"])
             if self.on_progress is not None:
                 self.on_progress(1)
             self._settle(p.session, -1)
@@ -273,7 +278,8 @@ async def _run(
     with make_progress() as progress:
         bar = progress.add_task("judging (calls)", total=len(calls) + done, completed=done)
         judger = Judger({}, clients, settings, journal, concurrency=concurrency,
-                        on_progress=lambda k: progress.advance(bar, k))
+                        on_progress=lambda k: progress.advance(bar, k),
+                        on_failure=lambda: progress.note_failure(bar))
         judger.start()
         for p in calls:
             judger._push(p)

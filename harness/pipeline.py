@@ -98,7 +98,7 @@ async def _phases(
         jbar = progress.add_task("judging (calls)", total=judge_total)
         judger = Judger(
             tasks, clients, judges, journal, concurrency=judge_concurrency, breaker=judge_breaker,
-            on_progress=lambda k: progress.advance(jbar, k),
+            on_progress=lambda k: progress.advance(jbar, k), on_failure=lambda: progress.note_failure(jbar),
         )
         judger.on_session_complete = on_session_complete
         judger.start()
@@ -121,6 +121,7 @@ async def _phases(
                     done = total - sum(pending_count(journal, s) for s in roll.todo)
                     rbar = progress.add_task("rollout (turns)", total=total, completed=done)
                     roll.on_progress = lambda k: progress.advance(rbar, k)
+                    roll.on_failure = lambda: progress.note_failure(rbar)
                     backend = await asyncio.to_thread(backend_factory)  # the judge starts meanwhile
                     result.backend_spec = dict(getattr(backend, "spec", {}) or {})
                     result.rollout = await roll.run(backend, local=is_local(backend))

@@ -140,6 +140,8 @@ def gen_entry(
     })
     if status == "ok" and text != res.text:
         entry["raw_text"] = res.text
+    if res.max_gen_toks_clamped is not None:  # the context could not hold the requested max_gen_toks
+        entry["max_gen_toks_clamped"] = res.max_gen_toks_clamped
     return entry
 
 
@@ -181,8 +183,10 @@ class Rollout:
         on_turn: TurnDone | None = None,
         on_progress: Callable[[int], None] | None = None,
         on_session_done: Callable[[Session], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.on_session_done = on_session_done
+        self.on_failure = on_failure
         self.todo = [s for s in sessions if s.given_replies is None and pending_count(journal, s) > 0]
         self.journal = journal
         self.gen_kwargs_for = gen_kwargs_for
@@ -208,6 +212,8 @@ class Rollout:
                 self.on_turn(s, replies, turn)
         else:
             self.counts["failed"] += 1
+            if self.on_failure is not None:
+                self.on_failure()
             if entry.get("reason") != "oversized":  # one runaway reply says nothing about the endpoint
                 self.breaker.failure(entry["error"])
         if (not ok or turn + 1 == len(s.prompts)) and self.on_session_done is not None:
@@ -296,4 +302,5 @@ def rollout(
         done = total - pending_turns(roll.todo, journal)
         bar = progress.add_task("rollout (turns)", total=total, completed=done)
         roll.on_progress = lambda k: progress.advance(bar, k)
+        roll.on_failure = lambda: progress.note_failure(bar)
         return asyncio.run(roll.run(backend, local=is_local(backend)))
