@@ -365,9 +365,9 @@ class LmEvalChatBackend:
                     raise ValueError(f"response holds {len(answers)} answers for 1 request")
                 return answers[0] if answers[0] is not None else _null_answer()
             except aiohttp.ClientResponseError as exc:
-                last = exc
+                last = TargetHTTPError(f"HTTP {exc.status}: {exc.message}")
                 if exc.status in NON_RETRYABLE_STATUS:
-                    return exc
+                    return last
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
                 last = exc
             if attempt < attempts:
@@ -379,6 +379,10 @@ class LmEvalChatBackend:
         if http is not None:
             self._http = None
             await http.close()
+
+
+class TargetHTTPError(RuntimeError):
+    """An HTTP error status from the model under test (recorded as ``TargetHTTPError: HTTP 401: ...``)."""
 
 
 def _null_answer() -> str:
