@@ -250,6 +250,8 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     _checked(args)
     if args.judge_batch_poll <= 0:
         raise ConfigError("--judge_batch_poll must be > 0")
+    if args.judge_batch and args.judge_model == "mock":
+        raise ConfigError("--judge_batch needs an OpenAI-compatible judge, not --judge_model mock")
     if args.max_consecutive_failures < 1:
         raise ConfigError("--max_consecutive_failures must be >= 1")
     gen_kwargs = parse_kv_args(getattr(args, "gen_kwargs", None), "--gen_kwargs")
