@@ -31,3 +31,45 @@ def test_identical_session_means_give_a_degenerate_interval() -> None:
 def test_ci_is_seeded() -> None:
     pairs = [(1.0, 1), (0.0, 1), (1.0, 2), (0.0, 3), (2.0, 2)]
     assert clustered_mean(pairs, seed=7, n_resamples=300) == clustered_mean(pairs, seed=7, n_resamples=300)
+
+
+def _sessions(n: int, seed: int) -> tuple[list[float], list[float]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 6, n).astype(float)
+    return list(rng.random(n) * counts), list(counts)
+
+
+def test_batched_ci_is_bit_for_bit_the_one_drawn_at_once() -> None:
+    import numpy as np
+    from scipy import stats
+
+    from harness import stats as hstats
+
+    def ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(num.sum(axis=axis) / den.sum(axis=axis))
+
+    for n, resamples in ((4001, 300), (7, 2000)):
+        sums, counts = _sessions(n, n)
+        assert max(1, hstats.BOOTSTRAP_BATCH_CELLS // n) < resamples or n == 7
+        at_once = stats.bootstrap(
+            (np.asarray(sums), np.asarray(counts)), ratio, paired=True, vectorized=True,
+            n_resamples=resamples, confidence_level=0.95, method="percentile", rng=np.random.default_rng(3),
+        ).confidence_interval
+        expected = [float(at_once.low), float(at_once.high)]
+        assert session_bootstrap_ci(sums, counts, seed=3, n_resamples=resamples) == expected
+
+
+def test_ci_memory_does_not_grow_with_resamples_times_sessions() -> None:
+    # 2,000 resamples of 4,000 sessions drawn at once hold four 64 MB arrays; in batches, a few MB.
+    import tracemalloc
+
+    sums, counts = _sessions(4000, 1)
+    tracemalloc.start()
+    try:
+        session_bootstrap_ci(sums, counts, seed=0, n_resamples=2000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16_000_000, peak
