@@ -23,6 +23,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -73,25 +74,77 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     Line numbers are 1-based and count blank (whitespace-only) lines, which are skipped. A UTF-8 byte order
     mark at the start of the file is ignored. An empty file yields nothing: callers decide whether that is
     an error. Lines are checked as they are yielded, so a caller validating each object reports the first
-    bad line of either kind.
+    bad line of either kind. The file is read one line at a time.
 
     Raises:
         DataError: ``{path}: no such file`` / ``{path}: cannot read: ...``, or ``{path}:{line}: ...`` for
             a line that is not UTF-8, not JSON, or not a JSON object.
     """
+    for ref, obj in iter_jsonl_refs(path, digest=False):
+        yield ref.line, obj
+
+
+def iter_jsonl_refs(path: Path, *, digest: bool = True) -> Iterator[tuple[LineRef, dict[str, Any]]]:
+    """As :func:`iter_jsonl`, with a :class:`LineRef` per object instead of its line number, so a caller can
+    keep only what it needs of each object and read the rest back later (``digest``: compute the line's
+    digest that :meth:`LineRef.read` checks; without it the reference is not readable)."""
+    path = Path(path)
     try:
-        content = Path(path).read_bytes()
+        fh = path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    for line_no, raw in enumerate(content.split(b"\n"), start=1):
-        where = f"{path}:{line_no}"
-        text = decode_line(raw, where)
-        if line_no == 1:
-            text = text.removeprefix("\ufeff")
-        if text.strip():
-            yield line_no, parse_object(text, where)
+    with fh:
+        offset = 0
+        line_no = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            if not raw:
+                return
+            line_no += 1
+            start, offset = offset, offset + len(raw)
+            body = raw[:-1] if raw.endswith(b"\n") else raw
+            where = f"{path}:{line_no}"
+            text = decode_line(body, where)
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")
+            if text.strip():
+                ref = LineRef(path, line_no, start, len(body), _line_digest(body) if digest else 0)
+                yield ref, parse_object(text, where)
+
+
+def _line_digest(body: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class LineRef:
+    """Where one line of an input file is (1-based line number, byte offset and length) and a digest of its
+    bytes: enough to read the object back when it is needed instead of holding it in memory."""
+
+    path: Path
+    line: int
+    offset: int
+    length: int
+    digest: int
+
+    def read(self) -> dict[str, Any]:
+        """The line's object, parsed again; a file changed since it was read is a one-line DataError."""
+        where = f"{self.path}:{self.line}"
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                body = fh.read(self.length)
+        except OSError as exc:
+            raise DataError(f"{where}: cannot read it back: {exc.strerror or exc}") from None
+        if len(body) != self.length or _line_digest(body) != self.digest:
+            raise DataError(f"{where}: the file changed while it was in use; run again on it as it is now")
+        text = decode_line(body, where)
+        return parse_object(text.removeprefix("\ufeff") if self.line == 1 else text, where)
 
 
 def file_sha256(path: Path) -> str:

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from harness.datafetch import RemoteFile, Source, fetch, mirror_urls
 from harness.errors import ConfigError, DataError
+from harness.jsonl import LineRef, iter_jsonl_refs, json_type
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
-from harness.jsonl import iter_jsonl, json_type
 from judges.names import normalize_name
 from tasks.duplicates import check_duplicates
 
@@ -58,7 +58,7 @@ _SPELLINGS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WikiItem:
     """One WikiRoleEval session (one character), validated."""
 
@@ -77,10 +77,26 @@ class WikiItem:
     """One markdown bullet list per turn."""
     rejection_labels: list[int]
     """Per turn: 1 = outside the character's knowledge (should refuse), 0 = should answer."""
-    raw: dict[str, Any]
-    """The original JSON object, untouched."""
-    messages: list[dict[str, str]] | None = None
-    """The model's conversation; only set when loaded with ``require_messages=True``."""
+    source: LineRef
+    """Where the item's line is in its file: the original object is read back from there, not held."""
+    replies: list[str] | None = None
+    """The model's replies (the assistant turns of ``messages``); only set with ``require_messages=True``."""
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The original JSON object, untouched (read back from the file: a file changed since it was loaded
+        is a DataError)."""
+        return self.source.read()
+
+    @property
+    def messages(self) -> list[dict[str, str]] | None:
+        """The model's conversation, validated (read back from the file); only with ``require_messages``."""
+        if self.replies is None:
+            return None
+        try:
+            return _check_messages(self.raw, self.prompts)
+        except _FieldError as exc:  # only if the file changed in a way its digest did not show
+            raise DataError(f"{self.source.path}:{self.line}: {exc}") from None
 
 
 class _FieldError(Exception):
@@ -130,11 +146,11 @@ def load_wikiroleeval(
         raise ConfigError(f"limit must be >= 1 (or None for all items), got {limit}")
     path = Path(path)
     items: list[WikiItem] = []
-    for line_no, obj in iter_jsonl(path):
+    for ref, obj in iter_jsonl_refs(path):  # one line at a time; only the validated fields are kept
         try:
-            items.append(_parse_item(obj, line_no, require_messages))
+            items.append(_parse_item(obj, ref, require_messages))
         except _FieldError as exc:
-            raise DataError(f"{path}:{line_no}: {exc}") from None
+            raise DataError(f"{path}:{ref.line}: {exc}") from None
     if not items:
         raise DataError(f"{path}: empty file (no items)")
     check_duplicates(
@@ -164,7 +180,7 @@ def _mirror_source(url: str) -> Source:
     return Source(url)
 
 
-def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> WikiItem:
+def _parse_item(obj: dict[str, Any], ref: LineRef, require_messages: bool) -> WikiItem:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise _FieldError("meta", f"expected an object, got {json_type(meta)}")
@@ -212,10 +228,12 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
     if not any(is_gold_candidate(cand, label) for cand in candidates):
         raise _FieldError(name, f"gold label {label!r} is not among the {len(candidates)} candidates")
 
-    messages = _check_messages(obj, prompts) if require_messages else None
+    replies = None
+    if require_messages:
+        replies = [m["content"] for m in _check_messages(obj, prompts) if m["role"] == "assistant"]
     return WikiItem(
-        line=line_no,
-        session_id=f"wre-{line_no:04d}",
+        line=ref.line,
+        session_id=f"wre-{ref.line:04d}",
         system=system,
         prompts=list(prompts),
         lang=cast(Literal["en", "zh"], lang),
@@ -224,8 +242,8 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
         candidates=list(candidates),
         evidence=list(evidence),
         rejection_labels=list(labels),
-        raw=obj,
-        messages=messages,
+        source=ref,
+        replies=replies,
     )
 
 

@@ -51,12 +51,10 @@ class WikiRoleEval:
         return TaskData(sessions=sessions, source=str(path), sha256=file_sha256(path))
 
     def _session(self, index: int, item: WikiItem, *, given: bool) -> Session:
-        replies = None
-        if given and item.messages is not None:
-            replies = [m["content"] for m in item.messages if m["role"] == "assistant"]
         return Session(
             task=self.name, session_id=item.session_id, index=index, system=item.system,
-            prompts=list(item.prompts), lang=item.lang, given_replies=replies, payload=item,
+            prompts=item.prompts, lang=item.lang, given_replies=item.replies if given else None,
+            payload=item,
         )
 
     def candidates(self, session: Session) -> list[str]:
