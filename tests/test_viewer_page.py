@@ -171,6 +171,8 @@ def test_default_out_and_replacing_only_own_pages(
         (["view", "{tmp}", "--out", "{tmp}/x.html"], "run.json is missing"),
         (["view", "{half}", "--out", "{tmp}/x.html"], "samples.jsonl is missing (the run has not finished"),
         (["view", "{a}", "--label", "oops"], "--label: expected RUN_DIR=NAME"),
+        # a label for a directory that is not shown was silently dropped
+        (["view", "{a}", "--label", "{b}=B", "--out", "{tmp}/x.html"], "is not one of the run directories"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -235,3 +237,14 @@ def test_result_rows_of_mtbench_with_categories() -> None:
     }
     assert rows[("math all", "rating")].value == 5.0 and rows[("math all", "rating")].ci == [4.0, 6.0]
     assert rows[("roleplay all", "rating")].ci is None
+
+
+def test_label_matches_the_directory_however_it_is_spelled(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--label wre_a=NAME` names the run given as an absolute path (the label used to be dropped)."""
+    run = runs["wre_a"]
+    monkeypatch.chdir(run.parent)
+    out = tmp_path / "labelled.html"
+    assert main(["view", str(run.resolve()), "--label", f"{run.name}=My label", "--out", str(out)]) == 0
+    assert "My label" in out.read_text(encoding="utf-8")

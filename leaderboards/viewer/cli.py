@@ -62,8 +62,15 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
         run, sep, name = p.rpartition("=")
         if not sep or not run or not name:
             raise ConfigError(f"--label: expected RUN_DIR=NAME, got {p!r}")
-        out[str(Path(run))] = name
+        out[str(Path(run).resolve())] = name
     return out
+
+
+def _label_of(labels: dict[str, str], used: set[str], run_dir: Path | str) -> str | None:
+    key = str(Path(run_dir).resolve())
+    if key in labels:
+        used.add(key)
+    return labels.get(key)
 
 
 def _out_path(args: argparse.Namespace) -> Path:
@@ -88,6 +95,7 @@ def _view(args: argparse.Namespace) -> int:
             raise ConfigError(f"{d}: not a directory")
     out = _out_path(args)
     labels = _labels(args.label)
+    used: set[str] = set()
     runs: list[RunView] = []
     sweeps: list[SweepView] = []
     for d in args.dirs:
@@ -97,10 +105,13 @@ def _view(args: argparse.Namespace) -> int:
             for st in sweep.stages:
                 if st.run is not None:
                     st.run += offset
-            runs += [load_run_view(r, labels.get(str(r)) or f"{sweep.name}/{r.name}") for r in run_dirs]
+            runs += [load_run_view(r, _label_of(labels, used, r) or f"{sweep.name}/{r.name}") for r in run_dirs]
             sweeps.append(sweep)
         else:
-            runs.append(load_run_view(d, labels.get(str(Path(d)))))
+            runs.append(load_run_view(d, _label_of(labels, used, d)))
+    unused = [k for k in labels if k not in used]
+    if unused:
+        raise ConfigError(f"--label: {unused[0]} is not one of the run directories shown")
     if not runs and not sweeps:
         raise ConfigError("nothing to show")
     page = render_page(runs, sweeps, title=args.title, plots=not args.no_plots)
