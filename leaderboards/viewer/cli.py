@@ -105,7 +105,9 @@ def _view(args: argparse.Namespace) -> int:
             for st in sweep.stages:
                 if st.run is not None:
                     st.run += offset
-            runs += [load_run_view(r, _label_of(labels, used, r) or f"{sweep.name}/{r.name}") for r in run_dirs]
+            runs += [
+                load_run_view(r, _label_of(labels, used, r) or f"{sweep.name}/{r.name}") for r in run_dirs
+            ]
             sweeps.append(sweep)
         else:
             runs.append(load_run_view(d, _label_of(labels, used, d)))
