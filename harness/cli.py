@@ -214,19 +214,13 @@ def _merge_model_args(text: str | None, extra: dict[str, str | None]) -> str | N
 
 
 def _checked(args: argparse.Namespace) -> None:
-    """Every numeric flag in range and every URL well-formed, before anything is loaded or created."""
-    from harness.endpoint import check_url
-    from harness.validate import at_least, check_output_path
+    """Every URL well-formed and the output path usable, before anything is loaded or created.
 
-    at_least(args.judge_concurrency, 1, "--judge_concurrency")
-    at_least(args.judge_samples, 1, "--judge_samples")
-    at_least(args.judge_max_tokens, 1, "--judge_max_tokens")
-    at_least(args.judge_max_retries, 0, "--judge_max_retries")
-    at_least(args.judge_temperature, 0, "--judge_temperature")
-    at_least(args.judge_timeout, 0, "--judge_timeout", strict=True)
-    at_least(args.bootstrap_resamples, 1, "--bootstrap_resamples")
-    if not 0 <= args.max_unscored <= 1:
-        raise ConfigError(f"--max_unscored must be a share between 0 and 1, got {args.max_unscored:g}")
+    The numeric ranges are checked by ``harness.engine.check_ranges`` (for every caller of ``execute``).
+    """
+    from harness.endpoint import check_url
+    from harness.validate import check_output_path
+
     if args.judge_model != "mock":
         check_url(args.judge_base_url, "--judge_base_url")
     check_output_path(args.output_path)
@@ -245,8 +239,6 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     if not tasks:
         raise ConfigError("--tasks: give at least one task")
     _checked(args)
-    if args.judge_batch_poll <= 0:
-        raise ConfigError("--judge_batch_poll must be > 0")
     gen_kwargs = parse_kv_args(getattr(args, "gen_kwargs", None), "--gen_kwargs")
     check_gen_kwargs(gen_kwargs, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
     model_args = getattr(args, "model_args", None)

@@ -185,8 +185,28 @@ def dry_run(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskD
     return plan
 
 
+def check_ranges(cfg: RunConfig) -> None:
+    """Numeric settings a run cannot work with, refused before anything is loaded or created.
+
+    ``judge_concurrency=0`` would leave the judge phase waiting forever for a free slot.
+    """
+    from harness.validate import at_least
+
+    at_least(cfg.judge_concurrency, 1, "--judge_concurrency")
+    at_least(cfg.judge_samples, 1, "--judge_samples")
+    at_least(cfg.judge_max_tokens, 1, "--judge_max_tokens")
+    at_least(cfg.judge_max_retries, 0, "--judge_max_retries")
+    at_least(cfg.judge_temperature, 0, "--judge_temperature")
+    at_least(cfg.judge_timeout, 0, "--judge_timeout", strict=True)
+    at_least(cfg.judge_batch_poll, 0, "--judge_batch_poll", strict=True)
+    at_least(cfg.n_boot, 1, "--bootstrap_resamples")
+    if not 0 <= cfg.max_unscored <= 1:
+        raise ConfigError(f"--max_unscored must be a share between 0 and 1, got {cfg.max_unscored:g}")
+
+
 def execute(cfg: RunConfig) -> int:
     """Run (or resume) ``cfg``; returns the process exit code."""
+    check_ranges(cfg)  # every caller (run, judge, calibrate, scripts), not only the run CLI's flags
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":

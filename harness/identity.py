@@ -184,6 +184,8 @@ def model_identity(
     try:
         if model in LOCAL_BACKENDS:
             return _local_identity(model, model_args, revision, memo)
+        if model == "mock":  # the scripted offline model (harness.backends.mock): no endpoint, no weights
+            return {"kind": "mock", "backend": model, "id": "mock:scripted"}
         default = OPENAI_DEFAULT if model == "openai-chat-completions" else ""
         endpoint = str(model_args.get("base_url") or default)
         endpoint = endpoint.rstrip("/").removesuffix("/chat/completions").rstrip("/")
