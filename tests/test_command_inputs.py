@@ -126,3 +126,13 @@ def test_lineage_of_a_mock_run_names_the_mock(tmp_path: Path, capfd: pytest.Capt
     assert "model: mock:scripted" in out and "api:|" not in out
     stage = json.loads((run / "stage.json").read_text(encoding="utf-8"))
     assert stage["inputs"]["model"]["kind"] == "mock"
+
+
+def test_sample_smoke_run_has_no_not_fastchat_notes(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The README's smoke command printed two notes that our own sample differs from FastChat's files."""
+    argv = ["run", "--model", "mock", "--judge_model", "mock", "--tasks", "mtbench_roleplay"]
+    argv += ["--data_path", "sample", "--output_path", str(tmp_path / "run"), "--bootstrap_resamples", "20"]
+    assert main(argv) == 0
+    assert "differs from FastChat's" not in capfd.readouterr().err
