@@ -136,3 +136,19 @@ def test_sample_smoke_run_has_no_not_fastchat_notes(
     argv += ["--data_path", "sample", "--output_path", str(tmp_path / "run"), "--bootstrap_resamples", "20"]
     assert main(argv) == 0
     assert "differs from FastChat's" not in capfd.readouterr().err
+
+
+def test_calibrate_refuses_an_unjudged_run(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A --predict_only run as --run gave exit 0 and a table of dashes, credited to the default judge."""
+    judged, unjudged = tmp_path / "judged", tmp_path / "unjudged"
+    _mock_run(judged)
+    argv = ["run", "--model", "mock", "--tasks", "wikiroleeval", "--data_path", "sample"]
+    assert main([*argv, "--output_path", str(unjudged), "--predict_only"]) == 0
+    capfd.readouterr()
+    for ref, new in ((judged, unjudged), (unjudged, judged)):
+        out = tmp_path / "cal"
+        argv = ["calibrate", "--tasks", "wikiroleeval", "--reference", str(ref), "--run", str(new)]
+        assert main([*argv, "--output_path", str(out)]) == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{unjudged}: no judged turn (judge it first: ditto-bench judge" in err[0]
+        assert not out.exists()
