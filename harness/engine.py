@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +204,20 @@ def check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"--max_unscored must be a share between 0 and 1, got {cfg.max_unscored:g}")
 
 
+def with_api_root(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the judge URL as its API root: ``…/v1`` and ``…/v1/chat/completions`` are one rule for
+    every caller (``calibrate`` passed the endpoint form through, and every judge call then got a 404)."""
+    if _judge_is_mock(cfg):
+        return cfg
+    from harness.endpoint import api_root
+
+    return replace(cfg, judge_base_url=api_root(cfg.judge_base_url, "--judge_base_url"))
+
+
 def execute(cfg: RunConfig) -> int:
     """Run (or resume) ``cfg``; returns the process exit code."""
     check_ranges(cfg)  # every caller (run, judge, calibrate, scripts), not only the run CLI's flags
+    cfg = with_api_root(cfg)
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":

@@ -14,6 +14,7 @@ from harness.cli import main
 from harness.engine import RunConfig, execute
 from harness.errors import ConfigError
 from harness.sample import sample_path
+from tests.support.fake_openai import FakeOpenAI
 
 
 def _calibrate(shared_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -152,3 +153,23 @@ def test_calibrate_refuses_an_unjudged_run(tmp_path: Path, capfd: pytest.Capture
         err = capfd.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{unjudged}: no judged turn (judge it first: ditto-bench judge" in err[0]
         assert not out.exists()
+
+
+def test_execute_takes_the_judge_endpoint_form_too(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    """`…/v1/chat/completions` as the judge URL reached execute() unchanged from calibrate: 404 per call."""
+    fake_openai.reset()
+    fake_openai.set_responder(lambda body: "Rating: [[7]]")
+    cfg = RunConfig(
+        tasks=["mtbench_roleplay"],
+        output_path=tmp_path / "run",
+        model="mock",
+        judge_model="some-judge",
+        judge_base_url=fake_openai.base_url + "/chat/completions",
+        data_paths={"mtbench_roleplay": sample_path("mtbench_roleplay")},
+        n_boot=20,
+    )
+    assert execute(cfg) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert res["tasks"]["mtbench_roleplay"]["metrics"]["all"] == 7.0
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert run["spec"]["judge_base_url"] == fake_openai.base_url

@@ -116,9 +116,9 @@ def _mtbench(args: argparse.Namespace) -> int:
     if args.output_path is None:
         raise ConfigError("--set mtbench needs --output_path DIR")
     if args.judge_model != "mock":
-        from harness.endpoint import check_url
+        from harness.endpoint import api_root
 
-        check_url(args.judge_base_url, "--judge_base_url")
+        args.judge_base_url = api_root(args.judge_base_url, "--judge_base_url")  # …/v1 or …/chat/completions
     answers_dir = args.answers_dir or (args.data_path / "model_answer" if args.data_path else None)
     if answers_dir is None or not answers_dir.is_dir():
         raise ConfigError(
