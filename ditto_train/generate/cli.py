@@ -281,6 +281,11 @@ def run(args: argparse.Namespace) -> int:
                 args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed,
                 cache=cache,
             )
+        if sup is None:  # cheap checks of a local supervisor (paths, offline hub ids) before anything is made
+            from harness.backends.base import parse_kv_args
+            from harness.validate import check_local_model
+
+            check_local_model(parse_kv_args(args.supervisor_args, "--supervisor_args"), "--supervisor_args")
         sup_spec = sup.spec if sup is not None else planned_local_spec(args.supervisor, args.supervisor_args)
         identity = {k: sup_spec.get(k) for k in ("backend", "model")} | {"gen_kwargs": dict(gen)}
         spec = {
@@ -301,8 +306,8 @@ def run(args: argparse.Namespace) -> int:
             record_names=("run.json", "report.json"), lineage=lineage,
             scope={"langs": list(cfg.langs), "limit": cfg.limit},
         )
-        stage.peek(overwrite=args.overwrite)  # a locked or changed --out: refused, nothing made
-        if sup is not None:
+        planned = stage.peek(overwrite=args.overwrite)  # a locked or changed --out: refused, nothing made
+        if sup is not None and planned != "done":  # a finished --out needs no endpoint
             _preflight(sup, args, cfg.n_query_samples)
         decision = stage.open(overwrite=args.overwrite)
     except BaseException:
