@@ -520,7 +520,8 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
         except (OSError, ValueError, AttributeError):
             recorded = None
         include_tasks([p for p in recorded or [] if Path(p).is_dir()])
-    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
+    # Only a run directory is locked: score on any other folder fails below without leaving a lock file there.
+    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_path.is_file() else _no_lock()
     with lock:
         summary = rescore_records(run_dir, n_boot=n_boot)
         _rescored_stage(run_dir, summary)

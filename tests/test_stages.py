@@ -475,3 +475,16 @@ def test_other_ranks_of_a_distributed_train_never_take_the_lock(
     finally:
         _release(holder)
     assert rc == 0  # rank 1 follows the record: finished, nothing to do (not "in use")
+
+
+def test_score_on_a_folder_that_is_no_run_leaves_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``score`` on the wrong folder: one line, exit 2, and no lock file (nor anything else) left in it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    capfd.readouterr()
+    assert main(["score", str(folder)]) == 2
+    assert len(_err_lines(capfd)) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
