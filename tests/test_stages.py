@@ -488,3 +488,19 @@ def test_score_on_a_folder_that_is_no_run_leaves_nothing(
     assert main(["score", str(folder)]) == 2
     assert len(_err_lines(capfd)) == 1
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_stage_error_is_recorded_redacted(tmp_path: Path) -> None:
+    """The error a failed stage records (generate's, train's: any exception text) never holds a key."""
+    from harness.redact import register_secret
+    from harness.stage import Stage
+
+    secret = "sk-stageSENTINEL-4242424242"
+    register_secret(secret)
+    stage = Stage(tmp_path / "s", "generate", {"a": 1}, flag="--out")
+    assert stage.open(overwrite=False) == "fresh"
+    with stage:
+        stage.finish("failed", error=f"ValueError: key {secret} was rejected " + "x" * 600)
+    raw = (tmp_path / "s" / STAGE_FILE).read_text()
+    assert secret not in raw and "[REDACTED]" in raw
+    assert len(json.loads(raw)["error"]) <= 500
