@@ -165,8 +165,11 @@ def test_two_judge_processes_on_one_output_path(judge_server: FakeOpenAI, tmp_pa
 
 @pytest.mark.parametrize("command", ["run", "judge", "score", "generate", "knowledge", "train"])
 def test_every_writing_command_refuses_a_directory_in_use(
-    command: str, judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    command: str, judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # with the preflight on: a directory in use is refused before any request (count 0 below)
+    monkeypatch.delenv("DITTO_BENCH_NO_PREFLIGHT", raising=False)
     path, _ = _two_sessions(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
