@@ -375,3 +375,20 @@ def test_api_supervisor_revision_enters_identity_and_cache_keys(
     a = json.loads((tmp_path / "a" / "stage.json").read_text("utf-8"))
     assert a["fingerprint"] != stage["fingerprint"]
     assert main(argv("c", "v1")) == 2  # a changed revision on one --out is a changed configuration
+
+
+def test_overwrite_removes_only_generate_files_and_lists_them(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_openai.set_responder(scripted_reply)
+    out = tmp_path / "gen"
+    assert main(_args(fake_openai, kb, out, "--langs", "zh", "--limit", "1")) == 0
+    (out / "notes.json").write_text('{"mine": true}')
+    (out / "my_roles.txt").write_text("x")
+    capsys.readouterr()
+    again = _args(fake_openai, kb, out, "--langs", "zh", "--limit", "1", "--seed", "3", "--overwrite")
+    assert main(again) == 0
+    removed = next(x for x in capsys.readouterr().err.splitlines() if "removed from" in x)
+    listed = set(removed.split(f"{out}: ", 1)[1].split(", "))
+    assert listed == {"report.json", "run.json", "train.jsonl", "train.zh.jsonl"}, removed
+    assert (out / "notes.json").read_text() == '{"mine": true}' and (out / "my_roles.txt").exists()
