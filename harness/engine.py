@@ -21,6 +21,7 @@ from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
 from harness.completer import Completer, with_cache
+from harness.dirlock import DirLock
 from harness.errors import ConfigError
 from harness.identity import model_identity
 from harness.journal import Journal
@@ -210,6 +211,9 @@ def execute(cfg: RunConfig) -> int:
         for line in price_lines(plan):
             out_console.print(line, highlight=False)
         return 0
+    # A directory another process holds is refused before the preflight requests and the hashing of the
+    # model's weights (the lock itself is taken when the stage opens, below).
+    DirLock(cfg.output_path, cfg.mode).check_free()
     api_key = check_keys(cfg)
     if cfg.preflight:
         run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
@@ -527,7 +531,6 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
     Takes the directory's lock, so a run or judge still writing there refuses it (exit 2); the stage
     record's output hashes and status follow the rewritten files.
     """
-    from harness.dirlock import DirLock
     from harness.include import include_tasks
     from harness.jsonl import read_jsonl
     from harness.records import rescore_records
@@ -539,7 +542,10 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
         except (OSError, ValueError, AttributeError):
             recorded = None
         include_tasks([p for p in recorded or [] if Path(p).is_dir()])
-    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
+    if run_dir.is_dir():
+        DirLock(run_dir, "score").check_free()  # in use (also a run still starting): refused, naming it
+    # Only a run directory is locked: score on any other folder fails below without leaving a lock file there.
+    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_path.is_file() else _no_lock()
     with lock:
         summary = rescore_records(run_dir, n_boot=n_boot)
         _rescored_stage(run_dir, summary)
