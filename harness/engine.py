@@ -436,6 +436,14 @@ def _execute(
     )
 
 
+def _missing(total: int, failed: int | None, what: str) -> str:
+    """``12 judge calls without a result (8 failed, 4 not attempted)``: a call a stopped phase never sent is
+    not counted as one that failed."""
+    if not total or failed is None or failed == total:
+        return f"{total} {what}" + (" (all failed)" if total and failed == total else "")
+    return f"{total} {what} ({failed} failed, {total - failed} not attempted)"
+
+
 def report_exit(
     summary: Mapping[str, Any],
     *,
@@ -469,9 +477,11 @@ def report_exit(
             "the causes above fail the same way again: fix them first, then re-run the same command"
             if all_deterministic else "re-run the same command to retry them"
         )
+        roll, jud = summary["rollout"], summary["judging"]
         console.print(
-            f"[red]incomplete[/]: {gen_missing} turns without a reply and {judge_missing} judge calls that "
-            f"failed; {advice}"
+            f"[red]incomplete[/]: {_missing(gen_missing, roll.get('turns_error'), 'turns without a reply')} "
+            f"and {_missing(judge_missing, jud.get('calls_api_error'), 'judge calls without a result')}; "
+            f"{advice}"
         )
         code = 1
     over = exceeded(summary, max_unscored)
