@@ -22,6 +22,7 @@ DELEGATED = {
     "generate": "ditto_train.generate.cli:main",
     "leaderboard": "leaderboards.cli:leaderboard_main",
     "compare": "leaderboards.cli:compare_main",
+    "sweep": "ditto_train.sweep.cli:main",
 }
 
 
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "model=M,base_url=URL/v1/chat/completions")
     run.add_argument("--gen_kwargs", default=None,
                      help="generation overrides k=v,... (max_gen_toks, temperature, top_p, do_sample, ...)")
+    run.add_argument("--inject_profile", type=Path, default=None, metavar="KB",
+                     help="put each character's profile from this knowledge base into the system message, "
+                          "as response simulation does (supervision performance; Table 3 w/ Knowledge)")
     _common_flags(run)
 
     jd = sub.add_parser("judge", help="judge an existing responses file (no generation)")
@@ -157,6 +161,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
+        inject_profile=getattr(args, "inject_profile", None),
     )
 
 

@@ -56,6 +56,7 @@ class RunConfig:
     overwrite: bool = False
     dry_run: bool = False
     n_boot: int = 2000
+    inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -156,6 +157,11 @@ def dry_run(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskD
 def execute(cfg: RunConfig) -> int:
     """Run (or resume) ``cfg``; returns the process exit code."""
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
+    injected = None
+    if cfg.inject_profile is not None:
+        from ditto_train.generate.profile_context import inject_profiles
+
+        injected = inject_profiles(cfg.inject_profile, datas)
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":
         assert cfg.model is not None
@@ -172,6 +178,8 @@ def execute(cfg: RunConfig) -> int:
         return 0
     api_key = check_keys(cfg)
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
+    if injected is not None:  # only when given, so runs without it keep their fingerprints
+        spec["inject_profile"] = injected
     run_dir = cfg.output_path
     resuming = prepare_run_dir(run_dir, spec, overwrite=cfg.overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,8 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2).",
     )
     p.add_argument(
-        "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories (ditto-bench run/judge)"
+        "runs", nargs="*", type=Path, metavar="RUN_DIR",
+        help="run directories (ditto-bench run/judge), or sweep directories (ditto-bench sweep)"
     )
     p.add_argument(
         "--reported",
@@ -98,7 +99,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         raise DittoError("--digits must be between 0 and 6")
     definition = load_definition(args.definition)
     labels = _labels(args.label)
-    runs = [read_run(r, labels.get(str(Path(r)))) for r in args.runs]
+    runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
     names = list(args.reported_set)
     if args.reported:
         if definition.default_reported is None:
@@ -116,6 +117,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
     )
     _emit(render(board, args.format, Style(digits=args.digits, ci=args.ci, failures=args.failures)), args.out)
     return 0
+
+
+def _expand_sweeps(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """Run directories as given; a sweep directory (``sweep.json``) stands for its baselines and fine-tuned
+    models, named ``seed`` and ``seed+ditto(supervisor)``."""
+    from ditto_train.sweep.board import is_sweep_dir, sweep_runs
+
+    out: list[tuple[Path, str | None]] = []
+    for p in paths:
+        out.extend(sweep_runs(p) if is_sweep_dir(p) else [(p, None)])
+    return out
 
 
 def _emit(text: str, out: Path | None) -> None:
