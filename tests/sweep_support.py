@@ -103,3 +103,69 @@ def write_sweep(
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------------------------------- no-op stages
+
+NOOP_SCRIPT = r"""
+import json, os, sys, time
+args = sys.argv[1:]
+def flag(name):
+    return args[args.index(name) + 1] if name in args else None
+name, kind = os.environ["NOOP_STAGE"], os.environ["NOOP_KIND"]
+if name in os.environ.get("NOOP_FAIL", "").split(","):
+    print(f"error: stage {name} was made to fail", file=sys.stderr)
+    sys.exit(3)
+time.sleep(float(os.environ.get("NOOP_SLEEP", "0")))
+d = flag("--output_path") or flag("--out") or flag("--output_dir")
+os.makedirs(d, exist_ok=True)
+seen = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "args": args}
+def dump(fn, obj):
+    with open(os.path.join(d, fn), "w") as fh:
+        json.dump(obj, fh)
+if kind == "train":
+    dump("training_record.json", {"status": "ok", "output": {"eval_model_args": "pretrained=" + d}, **seen})
+elif kind == "generate":
+    dump("run.json", seen)
+    dump("report.json", {"output_lines": 1, "this_run": {"api_error_sessions": 0, "pending_after_run": 0}})
+else:
+    value = (sum(map(ord, d.rsplit("/", 2)[-2] + d.rsplit("/", 1)[-1])) % 100) / 100
+    metrics = {lang: {"consistency": value, "knowledge": 10 * value, "rejection": 1 - value}
+               for lang in ("all", "en", "zh")}
+    dump("results.json", {"tasks": {"wikiroleeval": {"metrics": metrics}}})
+    dump("run.json", {"status": "complete", **seen})
+"""
+
+
+def noop_stage(stage: Any) -> Any:
+    """The same stage with its command replaced by a no-op that writes a complete record of its kind.
+
+    Environment knobs (through the profile's ``env``): ``NOOP_FAIL`` (comma-separated stage names that
+    exit 3), ``NOOP_SLEEP`` (seconds each stage sleeps). The stage name and kind travel in the launcher.
+    """
+    import dataclasses
+    import sys
+
+    launcher = ("env", f"NOOP_STAGE={stage.name}", f"NOOP_KIND={stage.kind}", sys.executable, "-c", NOOP_SCRIPT)
+    return dataclasses.replace(stage, launcher=launcher)
+
+
+def noop_sweep_file(path: Path, n_seeds: int, n_sups: int, *, gpus: int = 0) -> Path:
+    """A sweep file of ``n_seeds`` × ``n_sups`` stand-in models (for no-op stages: nothing is loaded)."""
+    import yaml
+
+    kb = path.parent / "kb.jsonl"
+    kb.write_text('{"id": "Q1", "label": "A", "lang": "en"}\n', encoding="utf-8")
+    doc = {
+        "out": "out",
+        "knowledge": "kb.jsonl",
+        "test_data": str(Path(__file__).resolve().parent / "fixtures" / "wikiroleeval_mini.jsonl"),
+        "judge": {"model": JUDGE, "base_url": "http://127.0.0.1:9/v1"},
+        "supervisors": {
+            f"sup{i}": {"model": "local-chat-completions", "model_args": f"model=s{i},base_url=http://127.0.0.1:9/v1"}
+            for i in range(n_sups)
+        },
+        "seeds": {f"seed{i}": {"pretrained": f"org/seed-{i}", "gpus": gpus} for i in range(n_seeds)},
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path

@@ -12,7 +12,7 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from harness.jsonl import atomic_write_json
 from harness.progress import console
 
 SCHEMA_VERSION = 1
+StageTransform = Callable[[Stage], Stage]
+"""Replaces a planned stage (benchmarks and tests swap the commands for no-op ones; the driver is unchanged)."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -70,10 +72,14 @@ class _Stop(Exception):
 class Sweep:
     """One invocation of the driver over a plan."""
 
-    def __init__(self, spec: SweepSpec, profile: Profile, opts: SweepOptions) -> None:
+    def __init__(
+        self, spec: SweepSpec, profile: Profile, opts: SweepOptions, transform: StageTransform | None = None
+    ) -> None:
         self.spec, self.profile, self.opts = spec, profile, opts
         self.out = opts.out.resolve()
         self.plan = build_plan(spec)
+        if transform is not None:
+            self.plan = {name: transform(st) for name, st in self.plan.items()}
         self.chosen = select(self.plan, opts.only)
         self.status: dict[str, str] = {}
         self.cause: dict[str, str | None] = {}
@@ -235,17 +241,19 @@ def _sigterm_to_stop(signum: int, frame: object) -> None:
     raise _Stop()
 
 
-def run_sweep(spec: SweepSpec, profile: Profile, opts: SweepOptions) -> int:
+def run_sweep(
+    spec: SweepSpec, profile: Profile, opts: SweepOptions, *, transform: StageTransform | None = None
+) -> int:
     """Run (or resume) a sweep; returns the exit code (0 all done, 1 some stage failed or blocked)."""
     if opts.dry_run:
         from ditto_train.sweep.dryrun import print_dry_run
 
-        sweep = Sweep(spec, profile, opts)
+        sweep = Sweep(spec, profile, opts, transform)
         print_dry_run(sweep)
         return 0
     opts.out.mkdir(parents=True, exist_ok=True)
     with driver_lock(opts.out):
-        sweep = Sweep(spec, profile, opts)
+        sweep = Sweep(spec, profile, opts, transform)
         executor = make_executor(opts.executor, profile, sweep.out, opts.max_parallel)
         previous = signal.signal(signal.SIGTERM, _sigterm_to_stop)
         try:
