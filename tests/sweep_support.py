@@ -146,7 +146,14 @@ def noop_stage(stage: Any) -> Any:
     import dataclasses
     import sys
 
-    launcher = ("env", f"NOOP_STAGE={stage.name}", f"NOOP_KIND={stage.kind}", sys.executable, "-c", NOOP_SCRIPT)
+    launcher = (
+        "env",
+        f"NOOP_STAGE={stage.name}",
+        f"NOOP_KIND={stage.kind}",
+        sys.executable,
+        "-c",
+        NOOP_SCRIPT,
+    )
     return dataclasses.replace(stage, launcher=launcher)
 
 
@@ -162,7 +169,10 @@ def noop_sweep_file(path: Path, n_seeds: int, n_sups: int, *, gpus: int = 0) -> 
         "test_data": str(Path(__file__).resolve().parent / "fixtures" / "wikiroleeval_mini.jsonl"),
         "judge": {"model": JUDGE, "base_url": "http://127.0.0.1:9/v1"},
         "supervisors": {
-            f"sup{i}": {"model": "local-chat-completions", "model_args": f"model=s{i},base_url=http://127.0.0.1:9/v1"}
+            f"sup{i}": {
+                "model": "local-chat-completions",
+                "model_args": f"model=s{i},base_url=http://127.0.0.1:9/v1",
+            }
             for i in range(n_sups)
         },
         "seeds": {f"seed{i}": {"pretrained": f"org/seed-{i}", "gpus": gpus} for i in range(n_seeds)},

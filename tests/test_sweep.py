@@ -56,11 +56,20 @@ def _doc(out: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ({"supervisors": {"a": {"model": "hf", "gpu": 1}}}, "sweep.yaml: supervisors.a.gpu: unknown key (did you mean gpus?)"),
-        ({"seeds": {"s": {"pretrained": "x", "gpus": "four"}}}, "sweep.yaml: seeds.s.gpus: expected an integer >= 0, got 'four'"),
+        (
+            {"supervisors": {"a": {"model": "hf", "gpu": 1}}},
+            "sweep.yaml: supervisors.a.gpu: unknown key (did you mean gpus?)",
+        ),
+        (
+            {"seeds": {"s": {"pretrained": "x", "gpus": "four"}}},
+            "sweep.yaml: seeds.s.gpus: expected an integer >= 0, got 'four'",
+        ),
         ({"pairs": [["seed0", "nobody"]]}, "sweep.yaml: pairs[0]: 'nobody' is not one of supervisors"),
         ({"tasks": ["wikiroleval"]}, "sweep.yaml: tasks: unknown task 'wikiroleval'"),
-        ({"eval": {"output_path": "x"}}, "sweep.yaml: eval.output_path: set by the sweep for each evaluation"),
+        (
+            {"eval": {"output_path": "x"}},
+            "sweep.yaml: eval.output_path: set by the sweep for each evaluation",
+        ),
         ({"knowledge": "missing.jsonl"}, "sweep.yaml: knowledge:"),
         ({"seed": {}}, "sweep.yaml: seed: unknown key (did you mean seeds?)"),
     ],
@@ -103,9 +112,18 @@ def test_plan_stages_commands_and_fingerprints(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(doc))
     plan2 = build_plan(load_sweep(path))
     changed = {n for n in plan if plan[n].fingerprint != plan2[n].fingerprint}
-    assert changed == {"generate/sup0", "generate/sup1"} | {n for n in plan if n.split("/")[0] in ("train", "eval")}
-    assert dependants(plan, "generate/sup0") == {f"{k}/seed{i}+sup0" for k in ("train", "eval") for i in (0, 1)}
-    assert select(plan, "eval/seed0+*,supervise") == {"eval/seed0+sup0", "eval/seed0+sup1", "supervise/sup0", "supervise/sup1"}
+    assert changed == {"generate/sup0", "generate/sup1"} | {
+        n for n in plan if n.split("/")[0] in ("train", "eval")
+    }
+    assert dependants(plan, "generate/sup0") == {
+        f"{k}/seed{i}+sup0" for k in ("train", "eval") for i in (0, 1)
+    }
+    assert select(plan, "eval/seed0+*,supervise") == {
+        "eval/seed0+sup0",
+        "eval/seed0+sup1",
+        "supervise/sup0",
+        "supervise/sup1",
+    }
     with pytest.raises(ConfigError, match="matches no stage"):
         select(plan, "nothing*")
 
@@ -136,7 +154,11 @@ def test_gpu_slots_and_outputs_on_the_local_executor(tmp_path: Path) -> None:
     assert f"pretrained={out.resolve()}/train/seed0+sup1" in rec["args"]
     rows = list(csv.DictReader((out / "grid.csv").open()))
     assert len(rows) == 2 * 2 * 3 * 3
-    row = next(r for r in rows if (r["seed"], r["supervisor"], r["lang"], r["metric"]) == ("seed0", "sup1", "all", "knowledge"))
+    row = next(
+        r
+        for r in rows
+        if (r["seed"], r["supervisor"], r["lang"], r["metric"]) == ("seed0", "sup1", "all", "knowledge")
+    )
     assert float(row["gain"]) == pytest.approx(float(row["imitation"]) - float(row["baseline"]))
     for name in ("cross_supervision.png", "cross_supervision.svg", "imitation_knowledge.png"):
         assert (out / "figures" / name).stat().st_size > 1000
@@ -169,7 +191,10 @@ def test_failed_stage_blocks_only_its_dependants_and_rerun_retries_only_those(
     assert all(s["status"] == "complete" for n, s in st.items() if n not in blocked | {"generate/sup0"})
     err = capsys.readouterr().err
     assert "stages not finished" in err and "generate/sup0" in err and "train/seed1+sup0" in err
-    rows = {(r["seed"], r["supervisor"], r["lang"], r["metric"]): r for r in csv.DictReader((out / "grid.csv").open())}
+    rows = {
+        (r["seed"], r["supervisor"], r["lang"], r["metric"]): r
+        for r in csv.DictReader((out / "grid.csv").open())
+    }
     assert rows[("seed0", "sup0", "all", "knowledge")]["imitation"] == ""  # not available, never 0
     assert rows[("seed0", "sup0", "all", "knowledge")]["supervision"] != ""
     first = {n: read_stamp(out, n)["started"] for n in st if read_stamp(out, n)}
@@ -187,7 +212,9 @@ def test_only_runs_the_selected_stages_and_blocks_on_missing_inputs(tmp_path: Pa
     assert st["baseline/seed0"]["status"] == "not_selected"
 
 
-def test_dry_run_lists_done_stages_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_lists_done_stages_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert _run(_sweep(tmp_path), out, only="generate") == 0
     before = sorted(p.name for p in out.iterdir())
@@ -225,7 +252,11 @@ def test_killed_driver_rerun_finishes_without_redoing_finished_stages(tmp_path: 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_DRIVER, str(sweep), str(profile), str(out)],
-        cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     stamps = out / ".sweep" / "stamps"
     try:

@@ -67,6 +67,13 @@ class ProfileInjector:
             out.append(line)
         return "\n".join(out).strip()
 
+    def entry_for(self, label: str | None, lang: str, role_id: str | None = None) -> Entry | None:
+        """The record of a role: by id in ``lang`` when given and known, else by label in ``lang``."""
+        entry = self._by_id.get((role_id, lang)) if role_id else None
+        if entry is None and isinstance(label, str):
+            entry = self._by_label.get((label, lang))
+        return entry
+
     def find(self, session: Session) -> Entry | None:
         item = session.payload
         raw = getattr(item, "raw", None)
@@ -74,9 +81,7 @@ class ProfileInjector:
         if not isinstance(raw, Mapping) or session.lang is None:
             return None
         rid = _role_id(raw)
-        entry = self._by_id.get((rid, session.lang)) if rid else None
-        if entry is None and isinstance(label, str):
-            entry = self._by_label.get((label, session.lang))
+        entry = self.entry_for(label, session.lang, rid)
         if entry is None:
             raise ConfigError(
                 f"{FLAG} {self.kb}: no profile for {label!r} ({session.lang}"

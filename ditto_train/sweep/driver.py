@@ -29,7 +29,7 @@ from harness.progress import console
 
 SCHEMA_VERSION = 1
 StageTransform = Callable[[Stage], Stage]
-"""Replaces a planned stage (benchmarks and tests swap the commands for no-op ones; the driver is unchanged)."""
+"""Replaces a planned stage (benchmarks and tests swap in no-op commands; the driver is unchanged)."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -8,6 +8,7 @@ asks :meth:`Executor.can_start` before each :meth:`~Executor.start` and collects
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -201,6 +202,8 @@ class RayExecutor:
 
     def start(self, stage: Stage, job: StageJob) -> None:
         gpus = stage.gpus if self.total_gpus else 0
+        if gpus == 0:  # Ray leaves CUDA_VISIBLE_DEVICES alone for a task without GPUs: hide them
+            job = dataclasses.replace(job, env={**job.env, "CUDA_VISIBLE_DEVICES": ""})
         ref = self.remote.options(num_gpus=gpus, num_cpus=stage.cpus, max_retries=0, name=stage.name).remote(
             job
         )

@@ -57,7 +57,7 @@ def pair_name(seed: str, supervisor: str) -> str:
 
 
 def _flag_args(flags: Mapping[str, Any], *, bool_values: bool = False) -> list[str]:
-    """``{k: v}`` as ``--k v`` sorted by key; ``True`` is a bare ``--k`` (``--k true`` with ``bool_values``)."""
+    """``{k: v}`` as ``--k v``, by key; ``True`` is a bare ``--k`` (``--k true`` with ``bool_values``)."""
     out: list[str] = []
     for key, value in sorted(flags.items()):  # key order in the file must not change a fingerprint
         if value is None:

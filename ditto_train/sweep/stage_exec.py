@@ -115,7 +115,7 @@ def run_job(job: StageJob) -> dict[str, Any]:
         "plan_fingerprint": job.plan_fingerprint,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_visible_devices": {**os.environ, **job.env}.get("CUDA_VISIBLE_DEVICES"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     try:
