@@ -85,6 +85,7 @@ class Sweep:
         self.cause: dict[str, str | None] = {}
         self.attempt: dict[str, dict[str, Any]] = {}
         self.launched: list[str] = []
+        self.timing: dict[str, float] = {}
         self.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for name, st in self.plan.items():
             done = is_done(self.out, name, st.kind, st.fingerprint)
@@ -109,6 +110,7 @@ class Sweep:
             "pairs": [list(p) for p in self.spec.pairs],
             "tasks": list(self.spec.tasks),
             "launched": list(self.launched),
+            "timing": dict(self.timing),
             "counts": _counts(self.status),
             "stages": {
                 name: {
@@ -271,7 +273,9 @@ def run_sweep(
         executor.close()
         from ditto_train.sweep.grid import write_outputs
 
+        t0 = time.perf_counter()
         write_outputs(sweep.out, spec, sweep.plan)
+        sweep.timing["outputs_s"] = round(time.perf_counter() - t0, 3)
         state = sweep.final_state()
         sweep.record(state)
         counts = _counts(sweep.status)

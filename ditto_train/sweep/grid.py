@@ -135,9 +135,17 @@ def write_outputs(out: Path, spec: SweepSpec, plan: Mapping[str, Stage]) -> list
 
     done = {name: is_done(out, name, st.kind, st.fingerprint) for name, st in plan.items()}
     rows = grid_rows(out, spec, done)
-    atomic_write_text(out / "grid.csv", _csv(rows))
+    text = _csv(rows)
+    try:
+        same = (out / "grid.csv").read_text(encoding="utf-8") == text
+    except OSError:
+        same = False
+    figures = out / "figures"
+    if same and (figures / "cross_supervision.svg").is_file():
+        return rows  # same numbers as the files already there: nothing to redraw (a re-run of a done sweep)
+    atomic_write_text(out / "grid.csv", text)
     atomic_write_text(out / "grid.md", _markdown(rows, spec))
     from ditto_train.sweep.figures import write_figures
 
-    write_figures(out / "figures", rows, spec)
+    write_figures(figures, rows, spec)
     return rows

@@ -167,13 +167,13 @@ class _Builder:
             ["knowledge", "test_data"],
         )
 
-    def _eval_args(self, model_args: str, out_dir: str) -> tuple[str, ...]:
+    def _eval_args(self, model_args: str, out_dir: str, seed: Seed) -> tuple[str, ...]:
         return (
             "run",
             "--model",
             self.eval_model,
             "--model_args",
-            _join_args(model_args, self.eval_model_args),
+            _join_args(model_args, self.eval_model_args, seed.eval_model_args),
             *self.run_common,
             "--output_path",
             out_dir,
@@ -187,7 +187,7 @@ class _Builder:
             Stage(
                 f"baseline/{seed.name}",
                 "baseline",
-                self._eval_args(f"pretrained={seed.pretrained}", f"{OUT}/baseline/{seed.name}"),
+                self._eval_args(f"pretrained={seed.pretrained}", f"{OUT}/baseline/{seed.name}", seed),
                 (),
                 seed=seed.name,
                 supervisor=None,
@@ -212,14 +212,9 @@ class _Builder:
         ]
         launcher: tuple[str, ...] = ()
         if seed.gpus > 1:  # data-parallel / ZeRO training: one process per GPU, as docs/training.md runs it
-            launcher = (
-                "accelerate",
-                "launch",
-                "--num_processes",
-                str(seed.gpus),
-                "-m",
-                "ditto_train.sft.cli",
-            )
+            config = ("--config_file", seed.accelerate_config) if seed.accelerate_config else ()
+            launcher = ("accelerate", "launch", *config, "--num_processes", str(seed.gpus))
+            launcher += ("-m", "ditto_train.sft.cli")
         res = {"gpus": seed.gpus, "cpus": seed.cpus, "time_min": seed.time_min}
         self.add(
             Stage(
@@ -239,7 +234,7 @@ class _Builder:
             Stage(
                 f"eval/{pair}",
                 "eval",
-                self._eval_args(f"{{trained:train/{pair}}}", f"{OUT}/eval/{pair}"),
+                self._eval_args(f"{{trained:train/{pair}}}", f"{OUT}/eval/{pair}", seed),
                 (f"train/{pair}",),
                 seed=seed.name,
                 supervisor=sup.name,

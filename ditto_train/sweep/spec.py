@@ -30,7 +30,15 @@ SWEEP_KEYS = (
     "pairs",
 )
 SUPERVISOR_KEYS = ("model", "model_args", "gpus", "cpus", "time_min")
-SEED_KEYS = ("pretrained", "gpus", "cpus", "time_min", "eval_gpus")
+SEED_KEYS = (
+    "pretrained",
+    "gpus",
+    "cpus",
+    "time_min",
+    "eval_gpus",
+    "eval_model_args",
+    "accelerate_config",
+)
 PROFILE_KEYS = ("executor", "gpus", "max_parallel", "env", "ray", "slurm")
 RAY_KEYS = ("address", "num_cpus", "num_gpus", "runtime_env")
 SLURM_KEYS = (
@@ -114,6 +122,17 @@ def _flags(file: Path, key: str, value: Any) -> dict[str, Any]:
     return {k.lstrip("-"): v for k, v in value.items()}
 
 
+def _config_file(file: Path, key: str, value: Any) -> Path:
+    """A file next to the sweep file, else a name of ``ditto_train/configs`` (sft_paper.yaml, fsdp.yaml)."""
+    cfg = resolve_path(file.parent, _str(file, key, value))
+    if not cfg.is_file():
+        packaged = Path(__file__).resolve().parents[1] / "configs" / str(value)
+        if not packaged.is_file():
+            raise ConfigError(f"{_where(file, key)}: {cfg} is not a file (nor one of ditto_train/configs)")
+        cfg = packaged
+    return cfg.resolve()
+
+
 def resolve_path(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p)
@@ -137,6 +156,8 @@ class Seed:
     cpus: int = 1
     time_min: int | None = None
     eval_gpus: int | None = None
+    eval_model_args: str | None = None
+    accelerate_config: str | None = None
 
     @property
     def gpus_for_eval(self) -> int:
@@ -207,7 +228,14 @@ def _seeds(file: Path, raw: Any) -> dict[str, Seed]:
         local = resolve_path(file.parent, pretrained)
         if not Path(pretrained).is_absolute() and local.exists():
             pretrained = str(local.resolve())  # a folder next to the sweep file; else a hub name
-        out[name] = Seed(name=name, pretrained=pretrained, **_resources(file, key, entry))
+        extra: dict[str, Any] = {}
+        if entry.get("eval_model_args") is not None:
+            extra["eval_model_args"] = _str(file, key + ".eval_model_args", entry["eval_model_args"])
+        if entry.get("accelerate_config") is not None:
+            extra["accelerate_config"] = str(
+                _config_file(file, key + ".accelerate_config", entry["accelerate_config"])
+            )
+        out[name] = Seed(name=name, pretrained=pretrained, **_resources(file, key, entry), **extra)
     return out
 
 
@@ -261,13 +289,7 @@ def load_sweep(path: Path) -> SweepSpec:
         raise ConfigError(f"{_where(path, 'tasks')}: the grid needs wikiroleeval (its three metrics)")
     train = _flags(path, "train", raw.get("train"))
     if "config" in train:
-        cfg = resolve_path(base, _str(path, "train.config", train["config"]))
-        if not cfg.is_file():
-            packaged = Path(__file__).resolve().parents[1] / "configs" / str(train["config"])
-            if not packaged.is_file():
-                raise ConfigError(f"{_where(path, 'train.config')}: {cfg} is not a file")
-            cfg = packaged  # a name of ditto_train/configs (sft_paper.yaml, sft_tiny_cpu.yaml)
-        train["config"] = str(cfg.resolve())
+        train["config"] = str(_config_file(path, "train.config", train["config"]))
     for reserved, key in (("model", "train"), ("data", "train"), ("output_dir", "train")):
         if reserved in train:
             raise ConfigError(f"{_where(path, f'{key}.{reserved}')}: set by the sweep for each pair")
