@@ -29,8 +29,13 @@ def _save(fig: Any, path: Path, fmt: str) -> None:
 
 
 def write_figures(folder: Path, rows: Sequence[dict[str, Any]], spec: SweepSpec) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the grid files are written anyway; the figures need the [sweep] extra
+        from harness.progress import console
 
+        console.print("figures skipped: matplotlib is not installed (pip install 'ditto-bench[sweep]')")
+        return
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
