@@ -4,15 +4,18 @@ Built on the ``openai`` package's ``AsyncOpenAI`` with its aiohttp transport and
 ``client.post(..., cast_to=httpx2.Response)`` path: on a 2-core machine the high-level
 ``chat.completions.create`` spends ~5 ms of client CPU per call on request transforms and pydantic
 parsing, which caps a 64-way judge at ~25% of the server's capacity (see docs/performance.md).
-Retries are ours (bounded, exponential backoff with jitter, ``Retry-After`` honoured on 429/5xx,
-timeouts and dropped connections) so every attempt is counted; a semaphore bounds concurrency.
+Retries are ours (:mod:`harness.retry`: bounded, exponential backoff with jitter, ``Retry-After``
+honoured on 429/5xx, timeouts and dropped connections) so every attempt is counted; a response with
+fewer choices than the ``n`` asked for is retried like a failure and, if the choices never all come, is an
+``api_error``. A semaphore bounds concurrency. The client is a :class:`harness.completer.Completer`;
+caching is :class:`harness.completer.CachedCompleter`'s job, and every error string it returns has been
+through :func:`harness.redact.redact`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +23,13 @@ from typing import Any
 import httpx2
 import openai
 
-from harness.cache import ResponseCache, request_keys
+from harness.completer import CacheScope
 from harness.lean_openai import LeanAsyncOpenAI
+from harness.redact import redact, register_secret
+from harness.retry import RetryPolicy, parse_retry_after
 from harness.types import ChatMessage, Completion, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
 @dataclass(frozen=True)
@@ -55,20 +59,11 @@ def needs_api_key(base_url: str) -> bool:
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = exc.response.headers if exc.response is not None else {}
-    for name in ("retry-after-ms", "retry-after"):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            return None
-        return value / 1000.0 if name.endswith("-ms") else value
-    return None
+    return parse_retry_after(headers.get)
 
 
 class ChatClient:
-    """Cached, retrying, concurrency-limited chat-completions client."""
+    """Retrying, concurrency-limited chat-completions client (a :class:`harness.completer.Completer`)."""
 
     def __init__(
         self,
@@ -81,24 +76,26 @@ class ChatClient:
         timeout: float = 120.0,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
-        cache: ResponseCache | None = None,
         split_samples: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max)
         self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.cache = cache
         self.split_samples = split_samples
         self.concurrency = concurrency
         self.usage = Usage()
-        self.cached_calls = 0
         self.retries = 0
         self._timeout = timeout
+        register_secret(api_key)
         self._api_key = api_key or "EMPTY"  # local servers ignore it; never stored anywhere
         self._client: LeanAsyncOpenAI | None = None
         self._sem: asyncio.Semaphore | None = None
+
+    @property
+    def cache_scope(self) -> CacheScope:
+        """The cache scope of this endpoint and model (what :class:`CachedCompleter` keys on)."""
+        return CacheScope(kind="chat", endpoint=self.base_url, model=self.model)
 
     def _ensure(self) -> tuple[LeanAsyncOpenAI, asyncio.Semaphore]:
         if self._client is None or self._sem is None:
@@ -119,44 +116,25 @@ class ChatClient:
             self._sem = asyncio.Semaphore(self.concurrency)
         return self._client, self._sem
 
-    def keys_for(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> list[str]:
-        """Cache keys of the ``n`` samples of one request."""
-        return request_keys(
-            kind="chat", endpoint=self.base_url, model=self.model, messages=messages,
-            params=params.payload_fields(), n=n,
-        )
-
     async def complete(
         self, messages: Sequence[ChatMessage], params: SamplingParams, n: int = 1
     ) -> Completion:
         """Return ``n`` samples for ``messages``; failures come back as ``status='api_error'``."""
-        keys = self.keys_for(messages, params, n) if self.cache is not None else []
-        if self.cache is not None:
-            hits = self.cache.get_many(keys)
-            if all(h is not None for h in hits):
-                self.cached_calls += 1
-                return Completion(texts=[h["text"] for h in hits if h is not None], cached=True)
-        if self.split_samples and n > 1:
-            parts = await asyncio.gather(*(self._request(messages, params, 1) for _ in range(n)))
-            texts = [p.texts[0] if p.texts else None for p in parts]
-            usage = Usage()
-            for p in parts:
-                usage.add(p.usage)
-            failed = [p for p in parts if p.status != "ok"]
-            result = Completion(
-                texts=texts,
-                status="api_error" if failed else "ok",
-                error=failed[0].error if failed else None,
-                usage=usage,
-                attempts=sum(p.attempts for p in parts),
-            )
-        else:
-            result = await self._request(messages, params, n)
-        if self.cache is not None and result.status == "ok":
-            self.cache.put_many(
-                [(k, {"text": t}) for k, t in zip(keys, result.texts, strict=True) if t is not None]
-            )
-        return result
+        if not (self.split_samples and n > 1):
+            return await self._request(messages, params, n)
+        parts = await asyncio.gather(*(self._request(messages, params, 1) for _ in range(n)))
+        texts = [p.texts[0] if p.texts else None for p in parts]
+        usage = Usage()
+        for p in parts:
+            usage.add(p.usage)
+        failed = [p for p in parts if p.status != "ok"]
+        return Completion(
+            texts=texts,
+            status="api_error" if failed else "ok",
+            error=failed[0].error if failed else None,
+            usage=usage,
+            attempts=sum(p.attempts for p in parts),
+        )
 
     async def _request(self, messages: Sequence[ChatMessage], params: SamplingParams, n: int) -> Completion:
         client, sem = self._ensure()
@@ -166,52 +144,66 @@ class ChatClient:
         # Pre-encoded bytes: openai deep-copies a dict body on every attempt and httpx2 re-encodes it;
         # with long judge prompts that was the largest client-side cost per call.
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        usage = Usage()
+        partial: list[str | None] = [None] * n
         last_error = ""
         attempt = 0
-        for attempt in range(1, self.max_retries + 2):
+        for attempt in self.policy.attempts():
             delay: float | None = None
             try:
                 async with sem:
                     # Content-Type: application/json comes from the client's default headers.
                     resp = await client.post("/chat/completions", content=content, cast_to=httpx2.Response)
-                data = json.loads(resp.content)
-                return self._parse(data, n, attempt)
+                texts, present = self._parse(json.loads(resp.content), n, usage)
+                if present == n:
+                    return Completion(texts=texts, usage=usage, attempts=attempt)
+                # Fewer choices than asked: the whole request again (a re-asked subset would not be the
+                # samples a complete answer holds), and an api_error if they never all come.
+                partial = texts
+                last_error = f"response had {present} of {n} requested choices"
             except openai.APIStatusError as exc:
                 last_error = f"HTTP {exc.status_code}: {str(exc)[:300]}"
-                if exc.status_code not in RETRYABLE_STATUS:
+                if not self.policy.retryable(exc.status_code):
                     break
                 delay = _retry_after(exc)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-            except (ValueError, KeyError, TypeError) as exc:  # a body that is not a chat completion
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a chat completion
                 last_error = f"malformed response: {type(exc).__name__}: {str(exc)[:200]}"
-            if attempt > self.max_retries:
+            if self.policy.exhausted(attempt):
                 break
             self.retries += 1
-            if delay is None:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random() / 2
-            await asyncio.sleep(min(delay, self.backoff_max))
-        return Completion(texts=[None] * n, status="api_error", error=last_error, attempts=attempt)
+            await asyncio.sleep(self.policy.delay(attempt, delay))
+        return Completion(
+            texts=partial, status="api_error", error=redact(last_error), usage=usage, attempts=attempt
+        )
 
-    def _parse(self, data: Any, n: int, attempt: int) -> Completion:
+    def _parse(self, data: Any, n: int, usage: Usage) -> tuple[list[str | None], int]:
+        """The text of each requested choice and how many choices were present.
+
+        A present choice whose content is null keeps ``None`` as its text (parsed later as that sample's
+        failure); an absent one makes the response incomplete.
+        """
         choices = data["choices"]
         if not isinstance(choices, list) or not choices:
             raise ValueError("response has no choices")
         texts: list[str | None] = [None] * n
+        seen: set[int] = set()
         for pos, choice in enumerate(choices):
             idx = choice.get("index", pos)
             if isinstance(idx, int) and 0 <= idx < n:
                 content = choice["message"].get("content")
                 texts[idx] = content if isinstance(content, str) else None
+                seen.add(idx)
         raw_usage = data.get("usage") or {}
-        usage = Usage(
+        call = Usage(
             calls=1,
             prompt_tokens=int(raw_usage.get("prompt_tokens") or 0),
             completion_tokens=int(raw_usage.get("completion_tokens") or 0),
         )
-        self.usage.add(usage)
-        return Completion(texts=texts, usage=usage, attempts=attempt)
+        usage.add(call)
+        self.usage.add(call)
+        return texts, len(seen)
 
     async def aclose(self) -> None:
         if self._client is not None:

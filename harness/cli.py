@@ -14,6 +14,7 @@ from pathlib import Path
 from harness import __version__
 from harness.cli_common import RESPONSE_CACHE, run_cli
 from harness.errors import ConfigError
+from harness.redact import install_redaction, register_kv_secrets
 
 # subcommand -> "module:main" for commands that own their argument parsing
 DELEGATED = {
@@ -22,6 +23,9 @@ DELEGATED = {
     "generate": "ditto_train.generate.cli:main",
     "leaderboard": "leaderboards.cli:leaderboard_main",
     "compare": "leaderboards.cli:compare_main",
+    "calibrate": "judges.calibrate.cli:main",
+    "view": "leaderboards.viewer.cli:view_main",
+    "lineage": "harness.lineage:main",
     "sweep": "ditto_train.sweep.cli:main",
 }
 
@@ -46,6 +50,16 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds per judge request (default 120)")
     g.add_argument("--judge_split_samples", action="store_true",
                    help="send N requests with n=1 instead of one request with n=N (endpoints without `n`)")
+    g.add_argument("--judge_batch", action="store_true",
+                   help="judge through the OpenAI Batch API (half price, up to 24 h; resumable; "
+                        "docs/judges.md)")
+    g.add_argument("--judge_batch_fallback", choices=("batch", "sync"), default="batch",
+                   help="rows a batch failed, expired or lost: resubmit in a new batch (default) or judge "
+                        "them synchronously")
+    g.add_argument("--judge_batch_poll", type=float, default=60.0,
+                   help="seconds between batch status checks (default 60)")
+    g.add_argument("--judge_batch_cancel", action="store_true",
+                   help="cancel this run's running batches (their finished rows are kept on the next run)")
 
 
 def _common_flags(p: argparse.ArgumentParser) -> None:
@@ -60,6 +74,9 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle_candidates", action="store_true",
                    help="shuffle WikiRoleEval's consistency candidates per session (seeded) "
                         "to measure position bias")
+    p.add_argument("--allow_duplicates", action="store_true",
+                   help="keep sessions that repeat an earlier one's system text and prompts (each is "
+                        "warned about with both file:line); by default such a data file is refused")
     RESPONSE_CACHE.add_to(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run with a different configuration in --output_path")
@@ -133,6 +150,8 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         raise ConfigError("--tasks: give at least one task")
     if args.judge_concurrency < 1:
         raise ConfigError("--judge_concurrency must be >= 1")
+    if args.judge_batch_poll <= 0:
+        raise ConfigError("--judge_batch_poll must be > 0")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be >= 1")
     return RunConfig(
@@ -156,11 +175,16 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         judge_split_samples=args.judge_split_samples,
         seed=args.seed,
         shuffle_candidates=args.shuffle_candidates,
+        allow_duplicates=args.allow_duplicates,
         cache_path=args.cache_path,
         no_cache=args.no_cache,
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
+        judge_batch=args.judge_batch,
+        judge_batch_fallback=args.judge_batch_fallback,
+        judge_batch_cancel=args.judge_batch_cancel,
+        judge_batch_poll=args.judge_batch_poll,
         inject_profile=getattr(args, "inject_profile", None),
     )
 
@@ -168,6 +192,10 @@ def _config(args: argparse.Namespace, mode: str) -> object:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ditto-bench`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before any work: every key the process can read (environment, api_key= in *_args) is masked in
+    # everything printed or logged from here on (harness/redact.py).
+    install_redaction()
+    register_kv_secrets(argv)
     if argv and argv[0] in DELEGATED:
         module, attr = DELEGATED[argv[0]].split(":")
         try:

@@ -5,25 +5,31 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.backends import load_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
-from harness.backends.lmeval import validate_backend
+from harness.backends.lmeval import require_target_key, validate_backend
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
+from harness.completer import Completer, with_cache
 from harness.errors import ConfigError
+from harness.identity import model_identity
 from harness.journal import Journal
 from harness.jsonl import atomic_write_json
 from harness.judging import judge, judge_calls_for, plan_calls
+from harness.lineage import training_lineage, with_upstream
 from harness.progress import console
 from harness.records import build_records, finalize_run
+from harness.redact import redact
 from harness.rollout import pending_turns, rollout
-from harness.runrecord import environment, fingerprint, prepare_run_dir
+from harness.runrecord import RUN_FILES, environment
+from harness.stage import Stage
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
 
 
@@ -51,11 +57,16 @@ class RunConfig:
     judge_split_samples: bool = False
     seed: int = 1234
     shuffle_candidates: bool = False
+    allow_duplicates: bool = False
     cache_path: Path | None = None
     no_cache: bool = False
     overwrite: bool = False
     dry_run: bool = False
     n_boot: int = 2000
+    judge_batch: bool = False
+    judge_batch_fallback: str = "batch"
+    judge_batch_cancel: bool = False
+    judge_batch_poll: float = 60.0
     inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
@@ -102,7 +113,10 @@ def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
     tasks: dict[str, Task] = {}
     datas: dict[str, TaskData] = {}
     for name in cfg.tasks:
-        task = get_task(name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed)
+        task = get_task(
+            name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed,
+            allow_duplicates=cfg.allow_duplicates,
+        )
         tasks[name] = task
         datas[name] = task.load(cfg.data_paths.get(name), limit=cfg.limit, responses=cfg.responses)
     return tasks, datas
@@ -116,8 +130,8 @@ def check_keys(cfg: RunConfig) -> str | None:
             f"--judge_base_url {cfg.judge_base_url} needs an API key: set OPENAI_API_KEY "
             "(or point --judge_base_url at an OpenAI-compatible server)"
         )
-    if cfg.mode == "run" and cfg.model == "openai-chat-completions" and not key:
-        raise ConfigError("--model openai-chat-completions needs OPENAI_API_KEY to be set")
+    if cfg.mode == "run" and cfg.model is not None:
+        require_target_key(cfg.model, cfg.model_args)  # the target's own key, never the judge's
     return key
 
 
@@ -175,23 +189,92 @@ def execute(cfg: RunConfig) -> int:
         from harness.report import print_plan
 
         print_plan(plan)
+        from harness.batch_judge import price_lines
+        from harness.progress import out_console
+
+        for line in price_lines(plan):
+            out_console.print(line, highlight=False)
         return 0
     api_key = check_keys(cfg)
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
     if injected is not None:  # only when given, so runs without it keep their fingerprints
         spec["inject_profile"] = injected
+    inputs, lineage = run_inputs(cfg, datas)
     run_dir = cfg.output_path
-    resuming = prepare_run_dir(run_dir, spec, overwrite=cfg.overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    stage = Stage(
+        run_dir, cfg.mode, spec, inputs, flag="--output_path", owned=_run_owned,
+        record_names=("run.json",), lineage=lineage,
+        scope={"bootstrap_resamples": cfg.n_boot},  # another count re-aggregates, with no model or judge call
+    )
+    decision = stage.open(overwrite=cfg.overwrite)
+    try:
+        if decision == "done":
+            return _already_done(run_dir)
+        return _execute(cfg, tasks, datas, judges, spec, stage, decision == "resume", api_key)
+    finally:
+        stage.close()
+
+
+def run_inputs(cfg: RunConfig, datas: Mapping[str, TaskData]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's inputs with their identities (the model by content, data files by sha256) and lineage."""
+    inputs: dict[str, Any] = {}
+    lineage: dict[str, Any] = {}
+    if cfg.mode == "run":
+        assert cfg.model is not None
+        ident = with_upstream(model_identity(cfg.model, parse_kv_args(cfg.model_args, "--model_args")))
+        inputs["model"] = ident
+        trained = training_lineage(ident)
+        if trained is not None:
+            lineage["trained"] = trained
+    else:
+        assert cfg.responses is not None
+        inputs["responses"] = with_upstream(
+            {"kind": "file", "path": str(cfg.responses.resolve()), "id": f"sha256:{_first_sha(datas)}"}
+        )
+    for name, d in datas.items():
+        sha = d.sha256 if isinstance(d.sha256, str) else json.dumps(d.sha256, sort_keys=True)
+        inputs[f"data.{name}"] = {"kind": "data", "source": d.source, "id": f"sha256:{sha}"}
+    return inputs, lineage
+
+
+def _first_sha(datas: Mapping[str, TaskData]) -> str:
+    sha = next(iter(datas.values())).sha256
+    return sha if isinstance(sha, str) else json.dumps(sha, sort_keys=True)
+
+
+def _run_owned(name: str) -> bool:
+    """Names a run writes in its directory (besides the exports it records as outputs)."""
+    return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat")
+
+
+def _already_done(run_dir: Path) -> int:
+    """Same configuration, already complete: report the stored results, do no work."""
+    console.print(f"[bold]{run_dir}[/]: this run is already complete (same fingerprint); nothing to do")
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    return report_exit(results)
+
+
+def _execute(
+    cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskData],
+    judges: Mapping[str, JudgeSettings], spec: dict[str, Any], stage: Stage, resuming: bool,
+    api_key: str | None,
+) -> int:
+    run_dir = cfg.output_path
+    stage.add_outputs(*RUN_FILES)
     sessions = {name: d.sessions for name, d in datas.items()}
     all_sessions = [s for ss in sessions.values() for s in ss]
     run_json: dict[str, Any] = {
         "ditto_bench_run": 1,
-        "fingerprint": fingerprint(spec),
+        "fingerprint": stage.fingerprint,
         "spec": spec,
         "config": _public_config(cfg),
         "data_sources": {name: d.source for name, d in datas.items()},
-        "environment": environment(),
+        "model_identity": stage.inputs.get("model"),
+        "lineage": stage.lineage,
+        "environment": stage.record.environment if stage.record else environment(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed": resuming,
         "status": "running",
@@ -203,7 +286,10 @@ def execute(cfg: RunConfig) -> int:
 
         def factory() -> ChatBackend:
             assert cfg.model is not None
-            backend = load_backend(cfg.model, cfg.model_args, seed=cfg.seed, cache=cache)
+            backend = load_backend(
+                cfg.model, cfg.model_args, seed=cfg.seed, cache=cache,
+                identity=str((stage.inputs.get("model") or {}).get("id", "")),
+            )
             console.print(f"[bold]rollout[/]: {cfg.model} on {pending_turns(all_sessions, journal)} turns")
             return backend
 
@@ -215,25 +301,38 @@ def execute(cfg: RunConfig) -> int:
             is_local=lambda b: not getattr(b, "is_api", True),
         )
         calls, done = plan_calls(tasks, sessions, journal)
-        clients: dict[str, ChatClient] = {}
-        by_model: dict[str, ChatClient] = {}
+        clients: dict[str, Completer] = {}
+        by_model: dict[str, Completer] = {}
         for name in tasks:
             model = judges[name].model
             if model not in by_model:
-                by_model[model] = ChatClient(
+                client = ChatClient(
                     base_url=cfg.judge_base_url, model=model, api_key=api_key,
                     concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
-                    timeout=cfg.judge_timeout, cache=cache, split_samples=cfg.judge_split_samples,
+                    timeout=cfg.judge_timeout, split_samples=cfg.judge_split_samples,
                 )
+                by_model[model] = with_cache(client, cache, client.cache_scope)
             clients[name] = by_model[model]
         if calls:
             console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-        judged = judge(calls, clients, judges, journal, done)
+        if cfg.judge_batch or cfg.judge_batch_cancel:  # batch mode: all replies first, then batches
+            from harness.batch_judge import BatchOptions, judge_in_batches
+
+            judged = judge_in_batches(
+                calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
+                api_key=api_key, options=BatchOptions(
+                    poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
+                    cancel=cfg.judge_batch_cancel,
+                ),
+            )
+        else:
+            judged = judge(calls, clients, judges, journal, done)
     except BaseException as exc:
         # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run_json["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        run_json["error"] = redact(f"{type(exc).__name__}: {exc}"[:500])
         atomic_write_json(run_dir / "run.json", run_json)
+        stage.finish(run_json["status"], error=run_json["error"])
         raise
     finally:
         journal.close()
@@ -241,6 +340,8 @@ def execute(cfg: RunConfig) -> int:
             cache.close()
     records = build_records(tasks, sessions, journal)
     summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
+    stage.add_outputs(*summary["files"])
+    stage.finish("complete" if summary["complete"] else "incomplete")
     summary["this_invocation"] = {"rollout": roll, "judge": judged}
     return report_exit(summary)
 
@@ -278,8 +379,36 @@ def _public_model_args(cfg: RunConfig) -> dict[str, Any]:
 
 
 def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
-    """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call."""
+    """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call.
+
+    Takes the directory's lock, so a run or judge still writing there refuses it (exit 2); the stage
+    record's output hashes and status follow the rewritten files.
+    """
+    from harness.dirlock import DirLock
     from harness.records import rescore_records
 
-    summary = rescore_records(run_dir, n_boot=n_boot)
+    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
+    with lock:
+        summary = rescore_records(run_dir, n_boot=n_boot)
+        _rescored_stage(run_dir, summary)
     return report_exit(summary)
+
+
+def _rescored_stage(run_dir: Path, summary: Mapping[str, Any]) -> None:
+    from harness.jsonl import atomic_write_json as write
+    from harness.stage import STAGE_FILE, hash_output, now, read_stage_file
+
+    rec = read_stage_file(run_dir / STAGE_FILE)
+    if rec is None:
+        return
+    for name in summary.get("files", []):
+        rec.outputs.setdefault(name, None)
+    rec.outputs = {n: hash_output(run_dir / n) for n in sorted(rec.outputs) if (run_dir / n).exists()}
+    rec.status = "complete" if summary.get("complete") else "incomplete"
+    rec.finished = now()
+    write(run_dir / STAGE_FILE, rec.to_dict())
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield

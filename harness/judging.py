@@ -7,7 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.chat_client import ChatClient, SamplingParams
+from harness.chat_client import SamplingParams
+from harness.completer import Completer
 from harness.journal import Journal
 from harness.progress import make_progress
 from harness.rollout import conversation_with_replies, replies_so_far
@@ -68,7 +69,7 @@ def judge_entry(p: PlannedCall, result: Any) -> dict[str, Any]:
 
 def judge(
     calls: Sequence[PlannedCall],
-    clients: Mapping[str, ChatClient],
+    clients: Mapping[str, Completer],
     settings: Mapping[str, JudgeSettings],
     journal: Journal,
     done: int,
@@ -82,7 +83,7 @@ def judge(
 
 async def _run(
     calls: Sequence[PlannedCall],
-    clients: Mapping[str, ChatClient],
+    clients: Mapping[str, Completer],
     settings: Mapping[str, JudgeSettings],
     journal: Journal,
     done: int,

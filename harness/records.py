@@ -10,8 +10,15 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.journal import Journal
-from harness.jsonl import atomic_write_json, atomic_write_jsonl, read_jsonl
+from harness.jsonl import atomic_write_json, atomic_write_jsonl
 from harness.rollout import conversation_with_replies, replies_so_far
+from harness.schema import (
+    RECORD_SCHEMA_VERSION,
+    RESULTS_SCHEMA_VERSION,
+    SessionRecord,
+    load_records,
+    session_record,
+)
 from harness.task import Session, Task, get_task
 
 
@@ -111,22 +118,37 @@ def _merge(a: dict[str, int], b: Mapping[str, int]) -> None:
         a[k] = a.get(k, 0) + v
 
 
+def _typed(records: Sequence[Mapping[str, Any] | SessionRecord]) -> list[dict[str, Any]]:
+    """Validate records against the schema (harness/schema.py); plain dicts in the current version."""
+    out = []
+    for r in records:
+        rec = r if isinstance(r, SessionRecord) else session_record(r)
+        raw = rec.raw()
+        raw.pop("schema_version", None)
+        out.append({"schema_version": RECORD_SCHEMA_VERSION, **raw})
+    return out
+
+
 def finalize_run(
     run_dir: Path,
     tasks: Mapping[str, Task],
-    records: Mapping[str, list[dict[str, Any]]],
+    records: Mapping[str, Sequence[Mapping[str, Any] | SessionRecord]],
     run_json: dict[str, Any],
     *,
     seed: int,
     n_boot: int,
 ) -> dict[str, Any]:
-    """Aggregate, then write samples.jsonl, results.json, task exports and the final run.json."""
-    results: dict[str, Any] = {"tasks": {}}
+    """Aggregate, then write samples.jsonl, results.json, task exports and the final run.json.
+
+    Records are validated against :class:`harness.schema.SessionRecord` and never modified: verdicts and
+    metrics are derived (``Task.aggregate``, ``Task.annotated``)."""
+    plain = {name: _typed(records[name]) for name in tasks}
+    results: dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION, "tasks": {}}
     roll_all: dict[str, int] = {}
     jud_all: dict[str, int] = {}
     for name, task in tasks.items():
-        recs = records[name]
-        res = task.aggregate(recs, seed=seed, n_boot=n_boot)  # also annotates records with parsed verdicts
+        recs = plain[name]
+        res = task.aggregate(recs, seed=seed, n_boot=n_boot)
         res["usage"] = _usage(recs)
         roll, jud = _progress_counts(recs)
         res["rollout"], res["judging"] = roll, jud
@@ -138,10 +160,12 @@ def finalize_run(
     complete = roll_all["turns_missing"] == 0 and jud_all["calls_missing"] == 0
     results["complete"] = complete
     results["model"] = run_json["spec"].get("model")
-    atomic_write_jsonl(run_dir / "samples.jsonl", [r for name in tasks for r in records[name]])
+    atomic_write_jsonl(
+        run_dir / "samples.jsonl", [tasks[name].annotated(r) for name in tasks for r in plain[name]]
+    )
     exports: list[str] = []
     for name, task in tasks.items():
-        exports += task.export(run_dir, records[name], results["tasks"][name], spec=run_json["spec"])
+        exports += task.export(run_dir, plain[name], results["tasks"][name], spec=run_json["spec"])
     results["files"] = ["run.json", "samples.jsonl", "results.json", *exports]
     atomic_write_json(run_dir / "results.json", results)
     run_json = dict(run_json)
@@ -166,9 +190,11 @@ def rescore_records(run_dir: Path, *, n_boot: int | None = None) -> dict[str, An
         )
         for name in run_json["spec"]["tasks"]
     }
-    records: dict[str, list[dict[str, Any]]] = {name: [] for name in tasks}
-    for rec in read_jsonl(samples_path):
-        records.setdefault(rec["task"], []).append(rec)
+    records: dict[str, list[SessionRecord]] = {name: [] for name in tasks}
+    for name, recs in load_records(samples_path).items():
+        if name not in tasks:
+            raise ConfigError(f"{samples_path}: records of task {name!r}, which {run_path} does not list")
+        records[name] = recs
     return finalize_run(
         run_dir, tasks, records, run_json,
         seed=int(cfg.get("seed", 1234)), n_boot=int(n_boot or cfg.get("n_boot", 2000)),

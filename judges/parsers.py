@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from harness.types import ParseResult
+from judges.names import normalize_name
 
 # --- shared helpers -------------------------------------------------------------------------
 
@@ -85,6 +86,9 @@ def _clean_name(raw: str) -> str:
 def parse_consistency(text: str | None, lang: str) -> ParseResult:
     """Parse a consistency-judge completion; ``value`` is the chosen character name (stripped).
 
+    The name is kept as written; it is compared with the label under :func:`judges.names.normalize_name`
+    (the reducer does so), and the placeholder check uses the same rule.
+
     Binds to the LAST ``The most suitable role is [NAME]`` (case-insensitive) or
     ``最符合的角色为[NAME]`` (also with 【】) in the text, because a chain of thought may quote the
     instruction first. Both phrases are accepted whatever ``lang`` is (judges sometimes switch
@@ -100,7 +104,7 @@ def parse_consistency(text: str | None, lang: str) -> ParseResult:
     last = matches[-1]
     raw = next(g for g in (last.group("ascii"), last.group("cjk"), last.group("wide")) if g is not None)
     name = _clean_name(raw)
-    if name.casefold() in _PLACEHOLDERS:
+    if normalize_name(name).casefold() in _PLACEHOLDERS:
         return ParseResult(status="parse_error", reason="placeholder")
     return ParseResult(status="ok", value=name)
 

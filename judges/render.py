@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from jinja2 import StrictUndefined, Template, Undefined
@@ -18,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Bump whenever the wording of any template changes: the version is recorded with every verdict so
 # numbers produced by different prompts are never mixed.
-TEMPLATE_VERSION: int = 1
+TEMPLATE_VERSION: int = 2
 
 METRICS: tuple[str, ...] = ("consistency", "rejection", "knowledge")
 LANGS: tuple[str, ...] = ("en", "zh")
@@ -45,41 +46,118 @@ BLOCK_MARKERS: tuple[str, ...] = (
     "参考提示开始", "参考提示结束",
 )
 
-# Whitespace plus the zero-width characters someone could slip between words to dodge the match.
-_GAP = r"[\s\u200b-\u200d\u2060\ufeff]"
-_OPEN = r"[\[【［]"
-_CLOSE = r"[\]】］]"
+# Verdict phrases the consistency parser binds to (judges.parsers), in the loose form a judge quoting a reply
+# might reproduce: any spacing, 为/是/為, markdown or a colon before the bracket.
+VERDICT_PHRASES: tuple[str, ...] = (
+    "most suitable role is", "最符合的角色为", "最符合的角色是", "最符合的角色為",
+)
+
+# --- look-alike folding -------------------------------------------------------------------------------
+# Detection runs on a folded copy of the text, so a marker or verdict written with look-alike characters is
+# found too: NFKC per character (full-width forms, compatibility ideographs, mathematical letters), format
+# characters (zero-width space/joiners, soft hyphen, bidi marks, BOM) and combining marks dropped,
+# Cyrillic/Greek/Armenian letters that look Latin mapped to Latin, and bracket look-alikes mapped to [ ].
+_HOMOGLYPHS: dict[str, str] = {
+    **dict(zip("АВЕЅІЈКМНОРСТХУҮҺӀԀԚԜ", "ABESIJKMHOPCTXYYHLDQW", strict=True)),
+    **dict(zip("авеѕіјкмнорстхуүһӏԁԛԝ", "abesijkmhopctxyyhldqw", strict=True)),
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧϹ", "ABEZHIKMNOPTYXC", strict=True)),
+    **dict(zip("αβεικνορτυχϲϳ", "abeikvoptuxcj", strict=True)),
+    **dict(zip("օսոհցıɩɡ", "ounhgiig", strict=True)),
+}
+_OPEN_BRACKETS = "[【〖〔〘⟦⟬⁅❲〚「『｢﹇"
+_CLOSE_BRACKETS = "]】〗〕〙⟧⟭⁆❳〛」』｣﹈"
+_FOLD: dict[str, str] = {
+    **_HOMOGLYPHS, **dict.fromkeys(_OPEN_BRACKETS, "["), **dict.fromkeys(_CLOSE_BRACKETS, "]")
+}
+
+
+# Every character whose fold contains "[" (the scan over all code points is in
+# tests/test_defuse_lookalikes.py). Both patterns need one, so a text without any is returned unchanged
+# after a single C-level search.
+_TRIGGERS = "[⁅❲⟦⟬「『【〔〖〘〚︗︹︻﹁﹃﹇﹝［｢🄪🉀🉁🉂🉃🉄🉅🉆🉇🉈"
+_TRIGGER_RE = re.compile("[" + re.escape(_TRIGGERS) + "]")
+
+
+def _dropped(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cf", "Mn", "Me")
+
+
+def fold(text: str) -> tuple[str, Sequence[int]]:
+    """The look-alike-folded copy of ``text`` and, per folded character, its index in ``text``."""
+    if text.isascii():  # folding is the identity on ASCII: no copy, no per-character work
+        return text, range(len(text))
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if _dropped(ch):
+            continue
+        for c in unicodedata.normalize("NFKC", ch):
+            if not _dropped(c):
+                out.append(_FOLD.get(c, c))
+                origin.append(i)
+    return "".join(out), origin
 
 
 def _marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     bodies = []
     for marker in markers:
-        # Chinese markers have no spaces; English words may be separated by any run of whitespace.
+        # Chinese markers have no spaces; English words may be separated by any run of whitespace (or none:
+        # a zero-width character between them is folded away).
         words = marker.split() if " " in marker else [marker]
-        bodies.append(f"{_GAP}+".join(re.escape(word) for word in words))
+        bodies.append(r"\s*".join(re.escape(word) for word in words))
     # An opening bracket + marker text is enough to look like our marker; the closing bracket is
     # optional so "[User Message End" (unclosed) is neutralised as well.
+    return re.compile(rf"(?P<open>\[)\s*(?:{'|'.join(bodies)})\s*(?P<close>\])?", re.IGNORECASE)
+
+
+def _verdict_pattern(phrases: Sequence[str]) -> re.Pattern[str]:
+    # Any spacing between the characters (a judge may re-space a quote; zero-width ones are folded away).
+    bodies = [r"\s*".join(re.escape(ch) for ch in p if ch != " ") for p in phrases]
     return re.compile(
-        f"{_OPEN}(?P<body>{_GAP}*(?:{'|'.join(bodies)}){_GAP}*)(?P<close>{_CLOSE})?",
-        re.IGNORECASE,
+        rf"(?:{'|'.join(bodies)})[\s:*_`'\"“”‘’]*(?P<open>\[)[^\]\n]*(?P<close>\])?", re.IGNORECASE
     )
 
 
 _MARKER_RE = _marker_pattern(BLOCK_MARKERS)
+_VERDICT_RE = _verdict_pattern(VERDICT_PHRASES)
+
+
+@lru_cache(maxsize=8192)
+def _defuse(text: str) -> str:
+    if _TRIGGER_RE.search(text) is None:
+        return text
+    folded, origin = fold(text)
+    swap: dict[int, str] = {}
+    for pattern in (_MARKER_RE, _VERDICT_RE):
+        for m in pattern.finditer(folded):
+            swap[origin[m.start("open")]] = "("
+            if m.group("close") is not None:
+                swap[origin[m.start("close")]] = ")"
+    if not swap:
+        return text
+    chars = list(text)
+    for i, repl in swap.items():
+        chars[i] = repl
+    return "".join(chars)
 
 
 def defuse(text: str) -> str:
-    """Neutralise our block markers inside untrusted text by turning their brackets into parentheses.
+    """Neutralise our block markers and the verdict phrases inside a text put into a judge prompt.
 
-    ``"[Character Reply End]"`` becomes ``"(Character Reply End)"``: still readable by the judge, but
-    no longer the delimiter. Idempotent. Applied (as the jinja ``defuse`` filter) to ``query`` and
-    ``reply`` only; candidates, labels, summaries and evidence come from the dataset and stay verbatim.
+    The bracket of a block marker (``"[Character Reply End]"`` -> ``"(Character Reply End)"``) and the
+    brackets after a verdict phrase (``"The most suitable role is [X]"`` -> ``"The most suitable role is
+    (X)"``) become parentheses: still readable by the judge, but no longer a delimiter, and no longer a
+    verdict the parser would take if the judge quotes the text after its own verdict. Matching is done on a
+    look-alike-folded copy (:func:`fold`): full-width forms, zero-width characters, Cyrillic/Greek
+    homoglyphs and bracket look-alikes (``【】 〖〗 ［］ 「」`` ...) do not get through. Only the bracket
+    characters change; everything else stays as written. Idempotent. Applied (as the jinja ``defuse``
+    filter) to every variable the templates insert.
     """
     if isinstance(text, Undefined):
         str(text)  # StrictUndefined: raises UndefinedError naming the missing variable
     if not isinstance(text, str):
         raise TypeError(f"defuse expects str, got {type(text).__name__}")
-    return _MARKER_RE.sub(lambda m: "(" + m.group("body") + (")" if m.group("close") else ""), text)
+    return _defuse(text)
 
 
 def _check(metric: str, lang: str) -> None:
@@ -135,8 +213,8 @@ def render_judge_prompt(metric: str, lang: str, **variables: object) -> str:
     """Render the judge prompt for ``metric`` ("consistency" | "rejection" | "knowledge") in ``lang``.
 
     Variables: consistency ``query, reply, candidates``; rejection ``label, query, reply``;
-    knowledge ``label, summary, query, reply, evidence``. ``query``/``reply`` are defused (see
-    :func:`defuse`); everything else is inserted verbatim. Raises ValueError for an unknown
+    knowledge ``label, summary, query, reply, evidence``. Every variable is defused (see
+    :func:`defuse`). Raises ValueError for an unknown
     metric or language and for a missing or unexpected variable, TypeError for a wrongly typed
     value. (The environment also uses StrictUndefined, so a template can never silently render
     a blank.)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.errors import ConfigError
-from leaderboards.definition import Column, Definition, ReportedSet
+from leaderboards.definition import SEMANTICS, Column, Definition, ReportedSet
 from leaderboards.runs import RunInfo, TaskRun, dig
 
 
@@ -42,6 +42,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     judges: dict[str, str] = field(default_factory=dict)
     params: str | None = None
+    run_dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Board:
     columns: list[Column]
     rows: list[Row]
     notes: list[str]
+    semantics: str = "robust"
+    """Whose numbers the run cells show: ``robust`` (ours) or ``official`` (the released code's)."""
 
 
 def _signature_key(tr: TaskRun) -> str:
@@ -91,28 +94,62 @@ def _variants(task: str, runs: Sequence[RunInfo], allow_mixed: bool) -> dict[str
         raise ConfigError(
             f"{task}: runs differ in {diff} and cannot share a column ({groups}); "
             "pass --allow_mixed to show them with variant marks"
+            + ("; `ditto-bench calibrate` measures how far the judges differ" if "judge" in diff else "")
         )
     return {k: chr(97 + i) for i, k in enumerate(keys)}
 
 
-def _cell(col: Column, tr: TaskRun, variant: str, complete: bool) -> Cell:
+def _cell(col: Column, tr: TaskRun, variant: str, complete: bool, semantics: str = "robust") -> Cell:
     res = tr.results
-    value = dig(res, col.value)
-    ci = dig(res, col.ci) if col.ci else None
-    n = dig(res, col.n) if col.n else None
-    fails = [dig(res, p) for p in col.failures]
+    if semantics == "official" and col.official is not None:
+        # The released code's number: no CI (it has none); failures = turns of the sessions it drops.
+        off = col.official
+        value_path, ci_path, n_path, fail_paths = off.value, None, off.n, off.failures
+    else:
+        value_path, ci_path, n_path, fail_paths = col.value, col.ci, col.n, col.failures
+    value = dig(res, value_path)
+    ci = dig(res, ci_path) if ci_path else None
+    n = dig(res, n_path) if n_path else None
+    fails = [dig(res, p) for p in fail_paths]
     return Cell(
         value=float(value) if isinstance(value, int | float) else None,
         ci=(float(ci[0]), float(ci[1])) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
         n=int(n) if isinstance(n, int) else None,
-        failures=sum(int(f) for f in fails if isinstance(f, int)) if col.failures else None,
+        failures=sum(int(f) for f in fails if isinstance(f, int)) if fail_paths else None,
         variant=variant or None,
         incomplete=not complete,
     )
 
 
+def _semantics_notes(columns: Sequence[Column], runs: Sequence[RunInfo], semantics: str) -> list[str]:
+    """Per task with an official variant: which numbers the columns show (and runs lacking the block)."""
+    notes: list[str] = []
+    for task in dict.fromkeys(c.task for c in columns if c.official is not None):
+        with_task = [r for r in runs if task in r.tasks]
+        if not with_task:
+            continue
+        if semantics == "official":
+            notes.append(
+                f"{task}: official semantics: the numbers the released pipeline (scoring.py) gives on these "
+                "completions: strict parsing, no CIs; sessions it would crash on are dropped and their turns "
+                "counted as failures."
+            )
+            missing = [str(r.path) for r in with_task if "official" not in r.tasks[task].results]
+            if missing:
+                notes.append(
+                    f"{task}: no official block in {', '.join(missing)} (written by an older ditto-bench); "
+                    "run `ditto-bench score RUN_DIR` to add it."
+                )
+        else:
+            notes.append(
+                f"{task}: robust semantics: the official reducers with forgiving parsers, every failure "
+                "counted and excluded (--semantics official shows the released pipeline's own numbers)."
+            )
+    return notes
+
+
 def _run_rows(
-    columns: list[Column], runs: Sequence[RunInfo], allow_mixed: bool
+    columns: list[Column], runs: Sequence[RunInfo], allow_mixed: bool, semantics: str = "robust"
 ) -> tuple[list[Row], list[str]]:
     tasks = list(dict.fromkeys(c.task for c in columns))
     variants = {t: _variants(t, runs, allow_mixed) for t in tasks}
@@ -125,6 +162,7 @@ def _run_rows(
             continue
         row = rows.setdefault(run.model, Row(model=run.model, source="run", origin=""))
         row.origin = ", ".join(filter(None, [row.origin, str(run.path)]))
+        row.run_dirs.append(str(run.path))
         for t in used:
             if (run.model, t) in owner:
                 raise ConfigError(
@@ -141,7 +179,7 @@ def _run_rows(
             )
             for col in columns:
                 if col.task == t:
-                    row.cells[col.id] = _cell(col, tr, letter, run.complete)
+                    row.cells[col.id] = _cell(col, tr, letter, run.complete, semantics)
     notes: list[str] = []
     for t in tasks:
         for letter, text in judge_notes[t].items():
@@ -184,14 +222,21 @@ def build_board(
     tasks: Sequence[str] | None = None,
     title: str | None = None,
     notes: Sequence[str] = (),
+    semantics: str = "robust",
 ) -> Board:
-    """Assemble the table. Reported rows sit right under the run row of the same model (by alias)."""
+    """Assemble the table. Reported rows sit right under the run row of the same model (by alias).
+
+    ``semantics``: ``robust`` (default) or ``official`` (columns with an official variant show the released
+    code's numbers from the ``official`` block of results.json); a note says which."""
+    if semantics not in SEMANTICS:
+        raise ConfigError(f"--semantics: expected one of {', '.join(SEMANTICS)}, got {semantics!r}")
     columns = [c for c in definition.columns if tasks is None or c.task in tasks]
     if not columns:
         raise ConfigError(
             f"--tasks: none of {list(tasks or [])} is in {definition.name} ({definition.tasks})"
         )
-    run_rows, run_notes = _run_rows(columns, runs, allow_mixed)
+    run_rows, run_notes = _run_rows(columns, runs, allow_mixed, semantics)
+    run_notes += _semantics_notes(columns, runs, semantics)
     attached: dict[int, list[Row]] = {i: [] for i in range(len(run_rows))}
     unattached: list[Row] = []
     extra_notes: list[str] = []
@@ -214,4 +259,5 @@ def build_board(
         columns=columns,
         rows=ordered,
         notes=[*run_notes, *extra_notes, *notes],
+        semantics=semantics,
     )

@@ -20,7 +20,7 @@ from harness.jsonl import atomic_write_text
 from harness.progress import out_console
 from leaderboards.board import build_board
 from leaderboards.compare import PairedResult, as_json, compare_runs
-from leaderboards.definition import load_definition, load_reported
+from leaderboards.definition import SEMANTICS, load_definition, load_reported
 from leaderboards.render import FORMATS, Style, render
 from leaderboards.runs import read_run
 
@@ -73,6 +73,14 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         help="put runs with different task versions / judges / judge templates in one column, each "
         "marked with a variant letter (default: refuse)",
     )
+    p.add_argument(
+        "--semantics",
+        choices=SEMANTICS,
+        default="robust",
+        help="robust (default): our numbers (forgiving parsers, failures counted); official: what the "
+        "released Ditto scoring.py gives on the same completions (results.json 'official' block; MT-Bench "
+        "is FastChat's own semantics either way). A note under the table says which",
+    )
     p.add_argument("--tasks", default=None, help="only the columns of these tasks (comma-separated)")
     p.add_argument(
         "--definition", type=Path, default=None, help="leaderboard definition JSON (default: Table 2)"
@@ -86,6 +94,14 @@ def leaderboard_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--title", default=None, help="table title (default: the definition's)")
     p.add_argument("--note", action="append", default=[], help="a note printed under the table (repeatable)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also draw the table (.png or .svg): per metric, bars with 95%% CI whiskers per model, "
+        "the languages side by side",
+    )
     return p
 
 
@@ -97,6 +113,10 @@ def leaderboard_main(argv: Sequence[str]) -> int:
 def _leaderboard(args: argparse.Namespace) -> int:
     if args.digits < 0 or args.digits > 6:
         raise DittoError("--digits must be between 0 and 6")
+    if args.plot is not None:
+        from leaderboards.plots import check_plot_path
+
+        check_plot_path(args.plot)
     definition = load_definition(args.definition)
     labels = _labels(args.label)
     runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
@@ -114,8 +134,19 @@ def _leaderboard(args: argparse.Namespace) -> int:
         tasks=split_list(args.tasks) if args.tasks else None,
         title=args.title,
         notes=args.note,
+        semantics=args.semantics,
     )
-    _emit(render(board, args.format, Style(digits=args.digits, ci=args.ci, failures=args.failures)), args.out)
+    style = Style(
+        digits=args.digits,
+        ci=args.ci,
+        failures=args.failures,
+        link_base=None if args.out is None else Path(args.out).parent,
+    )
+    _emit(render(board, args.format, style), args.out)
+    if args.plot is not None:
+        from leaderboards.plots import leaderboard_figure, save_figure
+
+        save_figure(leaderboard_figure(board)[0], args.plot)
     return 0
 
 
@@ -155,6 +186,13 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="bootstrap seed (default 1234)")
     p.add_argument("--bootstrap_resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--digits", type=int, default=3, help="decimals shown (default 3; json is unrounded)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also draw the paired per-session differences B - A of split 'all' (.png or .svg)",
+    )
     return p
 
 
@@ -202,10 +240,18 @@ def compare_main(argv: Sequence[str]) -> int:
 def _compare(args: argparse.Namespace) -> int:
     if args.bootstrap_resamples < 1:
         raise DittoError("--bootstrap_resamples must be >= 1")
+    if args.plot is not None:
+        from leaderboards.plots import check_plot_path
+
+        check_plot_path(args.plot)
     tasks = split_list(args.tasks) if args.tasks else None
     results, notes = compare_runs(
         args.run_a, args.run_b, tasks=tasks, seed=args.seed, n_boot=args.bootstrap_resamples
     )
+    if args.plot is not None:
+        from leaderboards.plots import compare_figure, save_figure
+
+        save_figure(compare_figure(results)[0], args.plot)
     rows = [_cells(r, args.digits) for r in results]
     fmt = "md" if args.format == "table" and args.out is not None else args.format  # a file gets Markdown
     if fmt == "json":

@@ -1,10 +1,12 @@
 """Paired comparison of two runs on the same items (``ditto-bench compare RUN_A RUN_B``).
 
-Pairs are (task, session, turn, metric) judged with a score in both runs (``samples.jsonl``; every judgment
-carries ``score`` after aggregation, ``None`` when it has none). Per task, split and metric: the two means
-over the paired turns, the difference B - A, a 95% paired bootstrap CI resampling sessions (turns of a session
-stay together; :func:`harness.stats.paired_bootstrap_ci`), and a Wilcoxon signed-rank test (scipy) on the
-per-session mean differences. Turns scored in only one run are counted, not paired.
+Pairs are (task, session, turn, metric) judged with a score in both runs. Scores are derived from the typed
+records of ``samples.jsonl`` (:mod:`harness.schema`) by the task's own scoring (``Task.scores``), never read
+from the file, so a run needs no ``score`` step first and a hand-edited ``score`` cannot leak in. Per task,
+split and metric: the two means over the paired turns, the difference B - A, a 95% paired bootstrap CI
+resampling sessions (turns of a session stay together; :func:`harness.stats.paired_bootstrap_ci`), and a
+Wilcoxon signed-rank test (scipy) on the per-session mean differences. Turns scored in only one run are
+counted, not paired.
 
 Splits: ``all``; the language for WikiRoleEval (``en``/``zh``); the turn for MT-Bench (``turn1``/``turn2``)
 and the category when a task has several.
@@ -14,15 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scipy import stats
 
 from harness.errors import ConfigError
-from harness.jsonl import iter_jsonl
+from harness.schema import iter_records
 from harness.stats import paired_bootstrap_ci
+from harness.task import Task, get_task
 from leaderboards.runs import read_run_file
 
 
@@ -42,6 +45,8 @@ class PairedResult:
     p_wilcoxon: float | None
     unpaired_a: int
     unpaired_b: int
+    # per-session mean differences B - A behind the test (for plots; not part of the JSON document)
+    session_diffs: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -52,15 +57,19 @@ class _Acc:
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
-    """``run.json`` and the annotated records of a run, by task and session id."""
+    """``run.json`` and the records of a run (validated, as plain dicts), by task and session id."""
     run = read_run_file(Path(run_dir) / "run.json")
-    samples = Path(run_dir) / "samples.jsonl"
-    if not samples.exists():
-        raise ConfigError(f"{run_dir}: not a finished run directory (samples.jsonl is missing)")
     records: dict[str, dict[str, dict[str, Any]]] = {}
-    for _, rec in iter_jsonl(samples):
-        records.setdefault(rec["task"], {})[rec["session_id"]] = rec
+    for rec in iter_records(Path(run_dir) / "samples.jsonl"):
+        records.setdefault(rec.task, {})[rec.session_id] = rec.raw()
     return run, records
+
+
+def _task_for(name: str, run: dict[str, Any]) -> Task:
+    cfg = run.get("config") or {}
+    return get_task(
+        name, shuffle_candidates=bool(cfg.get("shuffle_candidates")), seed=int(cfg.get("seed", 1234))
+    )
 
 
 def _splits(task_records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -77,17 +86,22 @@ def _splits(task_records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
-def _score(j: dict[str, Any], where: str) -> float | None:
-    if "score" not in j:
-        raise ConfigError(f"{where}: judgments carry no 'score'; run `ditto-bench score RUN_DIR` first")
-    s = j["score"]
+def _float(s: float | int | None) -> float | None:
     return None if s is None else float(s)
 
 
 def compare_task(
-    task: str, recs_a: dict[str, dict[str, Any]], recs_b: dict[str, dict[str, Any]], *, seed: int, n_boot: int
+    task: str,
+    recs_a: dict[str, dict[str, Any]],
+    recs_b: dict[str, dict[str, Any]],
+    *,
+    seed: int,
+    n_boot: int,
+    scorer: Task | None = None,
 ) -> list[PairedResult]:
-    """All (split, metric) comparisons of one task."""
+    """All (split, metric) comparisons of one task (``scorer``: the task deriving scores; default: the
+    registered task of that name)."""
+    scorer = scorer or get_task(task)
     common = [sid for sid in recs_a if sid in recs_b]
     for sid in common:
         if recs_a[sid].get("prompts") != recs_b[sid].get("prompts"):
@@ -100,15 +114,14 @@ def compare_task(
     by_turn = any(recs_a[sid].get("category") is not None for sid in common)
     for sid in common:
         turns_b = {t["turn"]: t for t in recs_b[sid]["turns"]}
+        scores_a, scores_b = scorer.scores(recs_a[sid]), scorer.scores(recs_b[sid])
         for ta in recs_a[sid]["turns"]:
             tb = turns_b.get(ta["turn"])
             keys = [*splits[sid], *([f"turn{ta['turn'] + 1}"] if by_turn else [])]
             metrics = set(ta["judgments"]) | set((tb or {}).get("judgments", {}))
             for metric in sorted(metrics):
-                ja = ta["judgments"].get(metric)
-                jb = (tb or {}).get("judgments", {}).get(metric)
-                a = _score(ja, f"{task}/{sid}") if ja else None
-                b = _score(jb, f"{task}/{sid}") if jb else None
+                a = _float(scores_a.get((ta["turn"], metric)))
+                b = _float(scores_b.get((ta["turn"], metric)))
                 for split in keys:
                     key = (split, metric)
                     if a is None or b is None:
@@ -143,6 +156,7 @@ def compare_task(
                 p_wilcoxon=_wilcoxon([d / c for d, c in zip(diffs, counts, strict=True)]),
                 unpaired_a=miss[0],
                 unpaired_b=miss[1],
+                session_diffs=[d / c for d, c in zip(diffs, counts, strict=True)],
             )
         )
     return out
@@ -193,7 +207,7 @@ def compare_runs(
         only_b = len(set(recs_b[t]) - set(recs_a[t]))
         if only_a or only_b:
             notes.append(f"{t}: {only_a} session(s) only in A and {only_b} only in B are left out")
-        results += compare_task(t, recs_a[t], recs_b[t], seed=seed, n_boot=n_boot)
+        results += compare_task(t, recs_a[t], recs_b[t], seed=seed, n_boot=n_boot, scorer=_task_for(t, ja))
     return results, notes
 
 
@@ -203,7 +217,7 @@ def as_json(results: Sequence[PairedResult], notes: Sequence[str], run_a: Path, 
         "run_a": str(run_a),
         "run_b": str(run_b),
         "difference": "B - A",
-        "results": [asdict(r) for r in results],
+        "results": [{k: v for k, v in asdict(r).items() if k != "session_diffs"} for r in results],
         "notes": list(notes),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

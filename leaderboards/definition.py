@@ -19,9 +19,26 @@ DEFAULT_DEFINITION = PACKAGE_DIR / "ditto_table2.json"
 Path_ = tuple[str, ...]
 
 
+SEMANTICS = ("robust", "official")
+
+
+@dataclass(frozen=True)
+class OfficialPaths:
+    """Where a column's value (and n, failure counts) sit under ``--semantics official``."""
+
+    value: Path_
+    n: Path_ | None
+    failures: tuple[Path_, ...]
+
+
 @dataclass(frozen=True)
 class Column:
-    """One table column: a value path (and CI, n, failure paths) inside ``results.json``'s task entry."""
+    """One table column: a value path (and CI, n, failure paths) inside ``results.json``'s task entry.
+
+    ``official``: the paths of the same number as the released code computes it (``--semantics official``);
+    ``None`` when the task's robust number already is the released code's (MT-Bench: FastChat's
+    ``show_result.py`` semantics).
+    """
 
     id: str
     label: str
@@ -31,6 +48,7 @@ class Column:
     ci: Path_ | None
     n: Path_ | None
     failures: tuple[Path_, ...]
+    official: OfficialPaths | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,18 @@ def _path(value: Any, where: str) -> Path_:
     return tuple(value)
 
 
+def _official(obj: Any, where: str) -> OfficialPaths | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected an object with 'value' (and optional 'n', 'failures')")
+    return OfficialPaths(
+        value=_path(obj.get("value"), f"{where}.value"),
+        n=_path(obj["n"], f"{where}.n") if obj.get("n") else None,
+        failures=tuple(_path(f, f"{where}.failures") for f in obj.get("failures") or []),
+    )
+
+
 def load_definition(path: Path | None = None) -> Definition:
     """Read a leaderboard definition (default: the packaged Table 2 definition)."""
     path = Path(path) if path is not None else DEFAULT_DEFINITION
@@ -108,6 +138,7 @@ def load_definition(path: Path | None = None) -> Definition:
                     ci=_path(c["ci"], f"{where}.ci") if c.get("ci") else None,
                     n=_path(c["n"], f"{where}.n") if c.get("n") else None,
                     failures=tuple(_path(f, f"{where}.failures") for f in c.get("failures") or []),
+                    official=_official(c.get("official"), f"{where}.official"),
                 )
             )
         except (KeyError, TypeError) as exc:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
+from pathlib import Path
+from urllib.parse import quote
 
 from leaderboards.board import Board, Cell, Row
 from leaderboards.definition import Column
@@ -29,6 +33,9 @@ class Style:
     digits: int = 2
     ci: bool = False
     failures: bool = False
+    # HTML: run rows link to RUN_DIR/view.html where it exists, relative to this directory (the output
+    # file's folder; None: the working directory)
+    link_base: Path | None = None
 
 
 def _num(x: float, digits: int) -> str:
@@ -69,16 +76,30 @@ def _header(col: Column) -> str:
 # ------------------------------------------------------------------------------------------------ markdown
 
 
+def _md_text(text: str) -> str:
+    """Text for Markdown that a renderer shows as text: HTML in it (``<``, ``>``, ``&``) is escaped, so a
+    label or note like ``<script>`` is never passed through as markup; a line break becomes a space. Code
+    spans (`` `...` ``) are left as they are: Markdown shows their content literally."""
+    parts = re.split(r"(`[^`\n]*`)", text)
+    text = "".join(p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts))
+    return text.replace("\n", " ")
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell: :func:`_md_text`, and ``|`` escaped."""
+    return _md_text(text).replace("|", "\\|")
 
 
 def to_markdown(board: Board, style: Style) -> str:
     """GitHub-flavoured Markdown: title, description, the table, then the notes (judges, sources)."""
-    sup = lambda v: f"<sup>{v}</sup>"  # noqa: E731
-    lines = [f"# {board.title}", ""]
+    sup = lambda v: f"\x00{v}\x01"  # noqa: E731 - placeholder, becomes <sup> after escaping
+
+    def md_cell(text: str) -> str:
+        return _md_escape(text).replace("\x00", "<sup>").replace("\x01", "</sup>")
+
+    lines = [f"# {_md_text(board.title)}", ""]
     if board.description:
-        lines += [board.description, ""]
+        lines += [_md_text(board.description), ""]
     head = ["Model", "Source", *(_header(c) for c in board.columns)]
     lines.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
     lines.append("|---|---|" + "---:|" * len(board.columns))
@@ -88,10 +109,10 @@ def to_markdown(board: Board, style: Style) -> str:
             source_text(row),
             *(cell_text(row.cells.get(c.id), style, sup) for c in board.columns),
         ]
-        lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+        lines.append("| " + " | ".join(md_cell(x) for x in cells) + " |")
     if board.notes:
         lines += ["", "Notes:", ""]
-        lines += [f"- {n}" for n in board.notes]
+        lines += [f"- {_md_text(n)}" for n in board.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -211,11 +232,59 @@ font-size: 0.9rem; } th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #
 #f3f5f7; } thead tr.groups th { border-bottom: 2px solid #999; } td.num { text-align: right;
 font-variant-numeric: tabular-nums; white-space: nowrap; } tr.reported td { color: #555; font-style: italic;
 background: #fafafa; } span.badge { font-size: 0.75rem; padding: 0 0.35rem; border-radius: 0.6rem; background:
-#e8eef7; } ul.notes { font-size: 0.85rem; color: #333; max-width: 70rem; } """.strip()
+#e8eef7; } ul.notes { font-size: 0.85rem; color: #333; max-width: 70rem; } th.sortable { cursor: pointer; }
+th.sortable::after { content: " \\2195"; color: #999; font-size: 0.75rem; } a.view { font-size: 0.75rem;
+margin-left: 0.4rem; } """.strip()
+
+# Click a column header to sort the rows by it (numbers high to low first, then low to high; names A-Z
+# first; "—" last).
+_SORT_JS = """
+document.querySelectorAll("th.sortable").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var col = +th.getAttribute("data-col"), tbody = document.querySelector("table.board tbody");
+    var desc = th.getAttribute("data-dir") !== "desc";
+    document.querySelectorAll("th.sortable").forEach(function (h) { h.removeAttribute("data-dir"); });
+    th.setAttribute("data-dir", desc ? "desc" : "asc");
+    var rows = Array.prototype.slice.call(tbody.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
+      if (col === 0) { x = a.cells[0].textContent; y = b.cells[0].textContent; }
+      if (x === null || x === "") return (y === null || y === "") ? 0 : 1;
+      if (y === null || y === "") return -1;
+      var c = col === 0 ? x.localeCompare(y) : parseFloat(x) - parseFloat(y);
+      if (col === 0) return desc ? c : -c;  // names: A-Z first, then Z-A
+      return desc ? -c : c;
+    });
+    rows.forEach(function (r) { tbody.appendChild(r); });
+  });
+});
+""".strip()
+
+
+def _viewer_links(row: Row, base: Path | None) -> list[str]:
+    """Relative links to the viewer pages (RUN_DIR/view.html) of a run row's runs that have one built from
+    the run as it is now (a page left from a run since overwritten is not linked)."""
+    import json
+
+    from leaderboards.viewer import VIEW_FILE
+    from leaderboards.viewer.page import page_fingerprints
+
+    out: list[str] = []
+    for d in row.run_dirs:
+        page = Path(d) / VIEW_FILE
+        try:
+            fingerprint = json.loads((Path(d) / "run.json").read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if page.is_file() and page_fingerprints(page)[:1] == [fingerprint]:
+            rel = os.path.relpath(page.resolve(), (base or Path.cwd()).resolve())
+            out.append(quote(Path(rel).as_posix()))
+    return out
 
 
 def to_html(board: Board, style: Style) -> str:
-    """A standalone HTML5 page (inline CSS, no scripts)."""
+    """A standalone HTML5 page (inline CSS; a small inline script sorts the rows by a clicked column). Run
+    rows link to their runs' viewer pages (``ditto-bench view``) where those exist."""
     e = html.escape
     sup = lambda v: f"\x00{v}\x01"  # noqa: E731 - placeholder, becomes <sup> after escaping
 
@@ -235,25 +304,43 @@ def to_html(board: Board, style: Style) -> str:
     ]
     if board.description:
         out.append(f'<p class="desc">{e(board.description)}</p>')
-    out.append("<table>")
+    out.append('<table class="board">')
     out.append("<thead>")
     groups = "".join(f'<th colspan="{k}">{e(g)}</th>' for g, k in _groups(board.columns))
-    out.append(f'<tr class="groups"><th rowspan="2">Model</th><th rowspan="2">Source</th>{groups}</tr>')
-    out.append("<tr>" + "".join(f"<th>{e(c.label)}</th>" for c in board.columns) + "</tr>")
+    out.append(
+        '<tr class="groups"><th rowspan="2" class="sortable" data-col="0">Model</th>'
+        f'<th rowspan="2">Source</th>{groups}</tr>'
+    )
+    out.append(
+        "<tr>"
+        + "".join(
+            f'<th class="sortable" data-col="{i + 2}" title="sort by {e(_header(c))}">{e(c.label)}</th>'
+            for i, c in enumerate(board.columns)
+        )
+        + "</tr>"
+    )
     out.append("</thead>")
     out.append("<tbody>")
     for row in board.rows:
         cls = ' class="reported"' if row.source == "reported" else ""
         src = f'<span class="badge">{e(source_text(row))}</span>'
-        cells = "".join(f'<td class="num">{cell_html(row.cells.get(c.id))}</td>' for c in board.columns)
-        out.append(f"<tr{cls}><td>{e(row.model)}</td><td>{src}</td>{cells}</tr>")
+        cells = ""
+        for c in board.columns:
+            cell = row.cells.get(c.id)
+            v = "" if cell is None or cell.value is None else repr(float(cell.value))
+            cells += f'<td class="num" data-v="{v}">{cell_html(cell)}</td>'
+        links = "".join(
+            f'<a class="view" href="{e(href)}">view{"" if k == 0 else f" {k + 1}"}</a>'
+            for k, href in enumerate(_viewer_links(row, style.link_base))
+        )
+        out.append(f"<tr{cls}><td>{e(row.model)}{links}</td><td>{src}</td>{cells}</tr>")
     out.append("</tbody>")
     out.append("</table>")
     if board.notes:
         out.append('<ul class="notes">')
         out += [f"<li>{e(n)}</li>" for n in board.notes]
         out.append("</ul>")
-    out += ["</body>", "</html>"]
+    out += [f"<script>\n{_SORT_JS}\n</script>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Reading run records for leaderboards and comparisons (``run.json`` and ``results.json``, nothing else).
+"""Reading run records for leaderboards and comparisons (``run.json`` and the typed ``results.json``).
 
 The model's name comes from the run record: the ``model=`` / ``pretrained=`` argument of a ``run``, or the
 responses file recorded by a ``judge`` run (FastChat names a model after its answer file, and the record keeps
@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigError
+from harness.schema import results_from
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,12 @@ def read_run_file(path: Path) -> dict[str, Any]:
 
 
 def read_run(run_dir: Path, label: str | None = None) -> RunInfo:
-    """Read ``run.json`` and ``results.json`` of a run directory."""
+    """Read ``run.json`` and ``results.json`` of a run directory (results validated by
+    :class:`harness.schema.RunResults`; any schema version up to the current one)."""
     run_dir = Path(run_dir)
     run = read_run_file(run_dir / "run.json")
-    results = read_run_file(run_dir / "results.json")
+    typed = results_from(read_run_file(run_dir / "results.json"), str(run_dir / "results.json"))
+    results = typed.model_dump(mode="json", exclude_unset=True)
     spec = run.get("spec")
     if not isinstance(spec, dict) or "tasks" not in spec:
         raise ConfigError(f"{run_dir / 'run.json'}: no 'spec.tasks' (not a ditto-bench run record)")

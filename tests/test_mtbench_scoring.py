@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tasks.mtbench.fastchat_export import judgment_rows
-from tasks.mtbench.scoring import aggregate
+from tasks.mtbench.scoring import aggregate, annotated
 
 
 def _judgment(status: str, text: str | None) -> dict[str, Any]:
@@ -60,10 +60,13 @@ def test_show_result_semantics_and_failures() -> None:
     assert res["by_category"]["reasoning"] == pytest.approx({"turn1": 3.0, "turn2": 10.0, "all": 16 / 3})
     lo, hi = res["ci95"]["all"]
     assert lo <= res["metrics"]["all"] <= hi and lo < hi
-    # annotations: failures are states with no score, never 0 or -1
-    assert recs[1]["turns"][1]["judgments"]["rating"]["rating_status"] == "parse_error"
-    assert recs[1]["turns"][1]["judgments"]["rating"]["score"] is None
-    assert recs[2]["turns"][0]["judgments"]["rating"]["score"] == 8.5
+    # derived annotations (a copy; aggregation never writes into the records): failures are states with no
+    # score, never 0 or -1
+    assert recs == _records()
+    views = [annotated(r) for r in recs]
+    assert views[1]["turns"][1]["judgments"]["rating"]["rating_status"] == "parse_error"
+    assert views[1]["turns"][1]["judgments"]["rating"]["score"] is None
+    assert views[2]["turns"][0]["judgments"]["rating"]["score"] == 8.5
 
 
 def test_fastchat_export_reads_back_with_show_result_logic() -> None:

@@ -188,7 +188,9 @@ def test_cli_refuses_finished_output_dir(tmp_path: Path, capsys: pytest.CaptureF
     (out_dir / "training_record.json").write_text("{}", encoding="utf-8")
     data = _jsonl(tmp_path / "d.jsonl", [GOOD_ROW])
     code, err = _run(["--model", "m", "--data", str(data), "--output_dir", str(out_dir)], capsys)
-    assert code == 2 and "already holds a finished run" in err[0]
+    # a training record without a stage record (an older ditto-bench): refused, named, nothing deleted
+    assert code == 2 and "already holds output of an earlier ditto-bench train" in err[0]
+    assert "training_record.json" in err[0] and (out_dir / "training_record.json").exists()
     (out_dir / "training_record.json").unlink()
     (out_dir / "stray.txt").write_text("x", encoding="utf-8")
     code, err = _run(["--model", "m", "--data", str(data), "--output_dir", str(out_dir)], capsys)

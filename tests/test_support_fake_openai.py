@@ -202,7 +202,7 @@ def test_request_log_never_holds_the_key(judge_server: FakeOpenAI) -> None:
     log = judge_server.requests
     assert [r["has_auth"] for r in log] == [True, False]  # GET /v1/models is not logged
     assert log[0]["path"] == "/v1/chat/completions" and log[0]["body"]["n"] == 2
-    assert set(log[0]) == {"path", "body", "has_auth", "t", "fault"}
+    assert set(log[0]) == {"path", "body", "has_auth", "auth_sha256", "t", "fault"}
     assert SECRET not in repr(log)
     assert judge_server.count(lambda r: r["body"].get("n") == 2) == 1
 

@@ -130,8 +130,9 @@ def test_blank_lines_skipped_but_counted(tmp_path: Path) -> None:
 
 
 def test_duplicate_sessions_allowed(tmp_path: Path) -> None:
+    # Issue 9 §6: a duplicate is refused by default; --allow_duplicates keeps both (still warned).
     row = _rows(MINI)[0]
-    items = load_wikiroleeval(_write(tmp_path / "x.jsonl", [row, row]))
+    items = load_wikiroleeval(_write(tmp_path / "x.jsonl", [row, row]), allow_duplicates=True)
     assert [i.session_id for i in items] == ["wre-0001", "wre-0002"]
 
 

@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ditto_train.cli_common import RESPONSE_CACHE, parse_langs
 from harness import __version__
 from harness.cli_common import command_parser, run_cli
 from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ditto_train.generate.config import GenerateConfig
+    from ditto_train.generate.kb_index import Entry, KnowledgeIndex
+    from ditto_train.generate.prompts import Prompts, TemplateSet
+    from ditto_train.generate.supervisor import Supervisor
+    from harness.cache import ResponseCache
+    from harness.stage import Stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,13 +207,10 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``generate`` command."""
     from ditto_train.generate.kb_index import KnowledgeIndex
-    from ditto_train.generate.output import merge_parts, order_of
     from ditto_train.generate.prompts import Prompts, load_templates
-    from ditto_train.generate.report import build_report, print_report
-    from ditto_train.generate.runner import Runner, select_entries
+    from ditto_train.generate.runner import select_entries
     from ditto_train.generate.supervisor import make_supervisor, parse_gen_kwargs
-    from harness.jsonl import atomic_write_json
-    from harness.runrecord import environment, fingerprint, prepare_run_dir
+    from harness.stage import Stage
 
     cfg = _config(args)
     gen = parse_gen_kwargs(args.gen_kwargs)
@@ -229,16 +235,96 @@ def run(args: argparse.Namespace) -> int:
         "supervisor": identity,
         "prompt_hashes": templates.hashes,
     }
-    resuming = prepare_run_dir(cfg.out, spec, overwrite=args.overwrite, flag="--out")
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    inputs = generate_inputs(cfg, sup.spec)
+    lineage = {
+        "supervisor": {**identity, "identity": inputs["supervisor"]["id"]},
+        "knowledge": inputs["knowledge"],
+        "split": cfg.split,
+        "seed": cfg.seed,
+    }
+    stage = Stage(
+        cfg.out, "generate", spec, inputs, flag="--out", owned=generate_owned(cfg.split),
+        record_names=("run.json", "report.json"), lineage=lineage,
+        scope={"langs": list(cfg.langs), "limit": cfg.limit},
+    )
+    try:
+        decision = stage.open(overwrite=args.overwrite)
+    except BaseException:
+        index.close()
+        if cache is not None:
+            cache.close()
+        raise
+    with stage:
+        if decision == "done":
+            index.close()
+            if cache is not None:
+                cache.close()
+            print(f"ditto-bench generate: {cfg.out} is already complete (same fingerprint); nothing to do",
+                  file=sys.stderr)
+            return 0
+        try:
+            return _generate(cfg, index, entries, sup, prompts, templates, cache, spec, stage,
+                             resuming=decision == "resume")
+        except BaseException as exc:
+            stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         error=f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def generate_inputs(cfg: GenerateConfig, sup_spec: dict[str, Any]) -> dict[str, Any]:
+    """generate's inputs with identities: the knowledge base (sha256) and the supervisor (by content)."""
+    from harness.identity import file_identity, model_identity
+    from harness.lineage import with_upstream
+
+    backend = str(sup_spec.get("backend"))
+    args = dict(sup_spec.get("args") or {})
+    if backend not in ("hf", "vllm", "hf-auto", "huggingface"):
+        args.setdefault("base_url", sup_spec.get("base_url"))
+    inputs: dict[str, Any] = {
+        "knowledge": with_upstream(file_identity(cfg.knowledge)),
+        "supervisor": with_upstream(model_identity(backend, args)),
+    }
+    if cfg.holdout_ids is not None:
+        inputs["holdout_ids"] = {"kind": "ids", "id": f"n={len(cfg.holdout_ids)}"}
+    return inputs
+
+
+def generate_owned(split: str) -> Any:
+    """Names ``generate --split SPLIT`` writes in its directory."""
+    names = {"run.json", "report.json", f"{split}.jsonl"}
+    names |= {f"{split}.{lang}{suffix}.jsonl" for lang in ("en", "zh") for suffix in ("", ".rejected")}
+    return names.__contains__
+
+
+def _generate(
+    cfg: GenerateConfig, index: KnowledgeIndex, entries: list[Entry], sup: Supervisor, prompts: Prompts,
+    templates: TemplateSet, cache: ResponseCache | None, spec: dict[str, Any], stage: Stage, *,
+    resuming: bool,
+) -> int:
+    """The generation itself, inside the open stage: run.json, the sessions, the report, the final status."""
+    from ditto_train.generate.output import merge_parts, order_of, part_path
+    from ditto_train.generate.report import build_report, print_report
+    from ditto_train.generate.runner import Runner
+    from harness.jsonl import atomic_write_json
+
+    assert stage.record is not None
+
+    stage.add_outputs(
+        "run.json", "report.json", f"{cfg.split}.jsonl",
+        *(part_path(cfg.out, cfg.split, lang, rej).name for lang in cfg.langs for rej in (False, True)),
+    )
     atomic_write_json(
         cfg.out / "run.json",
         {
-            "fingerprint": fingerprint(spec),
+            "ditto_bench_generate": 1,
+            "fingerprint": stage.fingerprint,
             "spec": spec,
             "supervisor": sup.spec,
-            "environment": environment(),
+            "supervisor_identity": stage.inputs["supervisor"],
+            "environment": stage.record.environment,
             "knowledge": str(cfg.knowledge),
+            "knowledge_identity": stage.inputs["knowledge"],
+            "status": "running",
         },
     )
     run_meta = {
@@ -269,7 +355,13 @@ def run(args: argparse.Namespace) -> int:
             cache.close()
     merged = merge_parts(cfg.out, cfg.split, order_of(entries))
     report = build_report(cfg.out, cfg.split, cfg.langs, stats, {**spec, "supervisor": sup.spec}, merged)
+    complete = not stats.api_errors and report["this_run"]["pending_after_run"] == 0
+    report["status"] = "complete" if complete else "incomplete"
     atomic_write_json(cfg.out / "report.json", report)
+    run_json = json.loads((cfg.out / "run.json").read_text(encoding="utf-8"))
+    run_json["status"] = report["status"]
+    atomic_write_json(cfg.out / "run.json", run_json)
+    stage.finish(report["status"])
     print_report(report)
     print(merged[0])
     if stats.api_errors:

@@ -3,11 +3,14 @@
 Any backend the harness supports can supervise, by lm-eval's names:
 
 * ``local-chat-completions`` / ``openai-chat-completions`` (an OpenAI-compatible server such as ``vllm
-  serve``, or OpenAI itself) go through :class:`harness.chat_client.ChatClient`: async, cached, retried, ``n``
-  samples in one request, many requests in flight.
+  serve``, or OpenAI itself) go through :class:`harness.chat_client.ChatClient`: async, retried, ``n``
+  samples in one request, many requests in flight. Its key is ``api_key=`` in ``--supervisor_args``, else
+  ``$DITTO_BENCH_SUPERVISOR_API_KEY``, else ``$OPENAI_API_KEY`` only when the endpoint is the OpenAI API.
 * ``hf`` / ``vllm`` (a local model) go through :func:`harness.backends.load_backend`. Requests from all
   in-flight roles are collected into batches and generated in a worker thread, so the event loop keeps
-  preparing the next batch; successful samples are stored in the same response cache.
+  preparing the next batch.
+
+Both go through :class:`harness.completer.CachedCompleter`, the response cache shared with the judge.
 
 Self-alignment (the paper's setting) is supervisor = the seed model later fine-tuned; cross-supervision uses a
 different supervisor (paper §6). Decoding defaults follow App. C: top-p 0.8, repetition penalty 1.1, at most
@@ -18,16 +21,21 @@ config used [inferred].
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from harness.backends.base import GenerationResult, parse_kv_args, redact_args
-from harness.cache import ResponseCache, request_keys
+from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, SamplingParams, needs_api_key
+from harness.completer import CacheScope, with_cache
 from harness.errors import ConfigError
+from harness.redact import redact, register_secret
 from harness.types import ChatMessage, Completion, Usage
+
+SUPERVISOR_KEY_VARIABLE = "DITTO_BENCH_SUPERVISOR_API_KEY"
 
 API_SUPERVISORS = ("local-chat-completions", "openai-chat-completions")
 LOCAL_SUPERVISORS = ("hf", "hf-auto", "huggingface", "vllm")
@@ -44,6 +52,7 @@ _GEN_ALIASES = {
     "max_completion_tokens": "max_gen_toks",
 }
 _API_ARG_KEYS = {
+    "api_key",
     "model",
     "base_url",
     "num_concurrent",
@@ -112,6 +121,7 @@ class ApiSupervisor:
         *,
         concurrency: int,
         cache: ResponseCache | None,
+        identity: str | None = None,
     ) -> None:
         unknown = sorted(set(args) - _API_ARG_KEYS)
         if unknown:
@@ -125,9 +135,12 @@ class ApiSupervisor:
         if not base:
             raise ConfigError("--supervisor_args: local-chat-completions needs base_url=http://HOST:PORT/v1")
         base = base.rstrip("/").removesuffix("/chat/completions")
-        key = os.environ.get("OPENAI_API_KEY") if name == "openai-chat-completions" else None
+        key = supervisor_api_key(args, base)
         if needs_api_key(base) and not key:
-            raise ConfigError(f"{base} needs an API key: set OPENAI_API_KEY")
+            raise ConfigError(
+                f"{base} needs an API key: api_key= in --supervisor_args, {SUPERVISOR_KEY_VARIABLE} "
+                "or OPENAI_API_KEY"
+            )
         self.params = sampling_params(name, gen)
         self.client = ChatClient(
             base_url=base,
@@ -136,9 +149,10 @@ class ApiSupervisor:
             concurrency=concurrency,
             max_retries=int(args.get("max_retries", 6)),
             timeout=float(args.get("timeout", 300.0)),
-            cache=cache,
             split_samples=bool(args.get("split_samples", False)),
         )
+        scope = dataclasses.replace(self.client.cache_scope, identity=identity)
+        self.completer = with_cache(self.client, cache, scope)
         self.spec = {
             "backend": name,
             "model": str(args["model"]),
@@ -149,10 +163,20 @@ class ApiSupervisor:
         }
 
     async def complete(self, messages: Sequence[ChatMessage], n: int) -> Completion:
-        return await self.client.complete(messages, self.params, n=n)
+        return await self.completer.complete(messages, self.params, n=n)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.completer.aclose()
+
+
+def supervisor_api_key(args: Mapping[str, Any], base_url: str) -> str | None:
+    """``api_key=`` of ``--supervisor_args``, else ``$DITTO_BENCH_SUPERVISOR_API_KEY``, else
+    ``$OPENAI_API_KEY`` for the OpenAI API only (a supervisor elsewhere never gets the judge key)."""
+    key = str(args["api_key"]) if args.get("api_key") else os.environ.get(SUPERVISOR_KEY_VARIABLE)
+    if not key and needs_api_key(base_url):
+        key = os.environ.get("OPENAI_API_KEY")
+    register_secret(key)
+    return key or None
 
 
 class LocalSupervisor:
@@ -167,6 +191,7 @@ class LocalSupervisor:
         seed: int,
         cache: ResponseCache | None,
         batch_size: int = LOCAL_BATCH,
+        identity: str | None = None,
     ) -> None:
         from harness.backends import load_backend
 
@@ -175,7 +200,6 @@ class LocalSupervisor:
         if gen.get("do_sample") is False:  # greedy: sampling knobs would only trigger transformers warnings
             for key in ("temperature", "top_p", "top_k", "min_p"):
                 self.gen.pop(key, None)
-        self.cache = cache
         self.batch_size = batch_size
         self.seed = seed
         self.spec = {
@@ -184,18 +208,18 @@ class LocalSupervisor:
             "args": self.backend.spec.get("model_args", {}),
             "gen_kwargs": dict(gen),
         }
-        self._model_id = json.dumps(self.spec["args"], sort_keys=True, default=str)
+        # The model by content (harness.identity): other weights retrained into one folder miss the cache.
+        self.spec["identity"] = identity or getattr(self.backend, "identity", None)
+        model_id = json.dumps(self.spec["args"], sort_keys=True, default=str)
+        scope = CacheScope(
+            kind="supervisor-local", endpoint=name, model=model_id, identity=self.spec["identity"]
+        )
+        self.completer = with_cache(_Batched(self), cache, scope)
         self._pending: list[tuple[list[ChatMessage], asyncio.Future[GenerationResult]]] = []
         self._worker: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._batches = 0
         self._tok = getattr(getattr(self.backend, "lm", None), "tokenizer", None)
-
-    def _keys(self, messages: Sequence[ChatMessage], n: int) -> list[str]:
-        return request_keys(
-            kind="supervisor-local", endpoint=self.spec["backend"], model=self._model_id,
-            messages=messages, params=self.gen, n=n,
-        )
 
     def _count(self, text: str) -> int:
         if self._tok is None:
@@ -203,11 +227,12 @@ class LocalSupervisor:
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
 
     async def complete(self, messages: Sequence[ChatMessage], n: int) -> Completion:
-        keys = self._keys(messages, n) if self.cache is not None else []
-        if self.cache is not None:
-            hits = self.cache.get_many(keys)
-            if all(h is not None for h in hits):
-                return Completion(texts=[h["text"] for h in hits if h is not None], cached=True)
+        return await self.completer.complete(messages, self.gen, n=n)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self.completer.aclose()
+
+    async def _sample(self, messages: Sequence[ChatMessage], n: int) -> Completion:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(n)]
         self._pending.extend((list(messages), f) for f in futures)
@@ -217,7 +242,7 @@ class LocalSupervisor:
         assert self._wake is not None
         self._wake.set()
         results: list[GenerationResult] = await asyncio.gather(*futures)
-        errors = [r.error for r in results if not r.ok]
+        errors = [r.error or "no text" for r in results if not r.ok]
         texts = [r.text if r.ok else None for r in results]
         usage = Usage(
             calls=1,
@@ -225,9 +250,7 @@ class LocalSupervisor:
             completion_tokens=sum(self._count(t) for t in texts if t),
         )
         if errors:
-            return Completion(texts=texts, status="api_error", error=str(errors[0]), usage=usage)
-        if self.cache is not None:
-            self.cache.put_many([(k, {"text": t}) for k, t in zip(keys, texts, strict=True)])
+            return Completion(texts=texts, status="api_error", error=redact(str(errors[0])), usage=usage)
         return Completion(texts=texts, usage=usage)
 
     async def _run(self) -> None:
@@ -252,7 +275,7 @@ class LocalSupervisor:
                     if not fut.done():
                         fut.set_result(res)
 
-    async def aclose(self) -> None:
+    async def _stop(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -260,6 +283,19 @@ class LocalSupervisor:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+
+
+class _Batched:
+    """The :class:`harness.completer.Completer` face of a local supervisor (what the cache wraps)."""
+
+    def __init__(self, sup: LocalSupervisor) -> None:
+        self.sup = sup
+
+    async def complete(self, messages: Sequence[ChatMessage], params: Any, n: int = 1) -> Completion:
+        return await self.sup._sample(messages, n)
+
+    async def aclose(self) -> None:
+        await self.sup._stop()
 
 
 def _positive_int(value: Any, where: str) -> int:
@@ -280,13 +316,14 @@ def make_supervisor(
     concurrency: int,
     seed: int,
     cache: ResponseCache | None,
+    identity: str | None = None,
 ) -> Supervisor:
-    """Build the supervisor ``name`` from ``--supervisor_args``."""
+    """Build the supervisor ``name`` from ``--supervisor_args``; ``identity`` scopes its cache keys."""
     if name in API_SUPERVISORS:
         args = parse_kv_args(args_text, "--supervisor_args")
         if "num_concurrent" in args:  # lm-eval's name for it; given explicitly, it wins over --concurrency
             concurrency = _positive_int(args["num_concurrent"], "--supervisor_args num_concurrent")
-        return ApiSupervisor(name, args, gen, concurrency=concurrency, cache=cache)
+        return ApiSupervisor(name, args, gen, concurrency=concurrency, cache=cache, identity=identity)
     if name in LOCAL_SUPERVISORS:
         batch = parse_kv_args(args_text, "--supervisor_args").get("batch_size", LOCAL_BATCH)
         return LocalSupervisor(
@@ -296,6 +333,7 @@ def make_supervisor(
             seed=seed,
             cache=cache,
             batch_size=int(batch) if str(batch).isdigit() else LOCAL_BATCH,
+            identity=identity,
         )
     raise ConfigError(
         f"--supervisor {name!r}: expected one of {', '.join(API_SUPERVISORS + LOCAL_SUPERVISORS)}"

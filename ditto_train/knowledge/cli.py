@@ -21,6 +21,7 @@ from ditto_train.knowledge.schema import Lang
 from harness import __version__
 from harness.cli_common import command_parser, run_cli, split_list
 from harness.errors import ConfigError
+from harness.stage import Stage
 
 DEFAULT_UA = f"ditto-bench/{__version__} (Ditto character-knowledge collector; python-urllib)"
 
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_retries", type=int, default=5, help="retries on 429/5xx/timeouts/maxlag (default 5)"
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out written with another configuration (only that file and its record go)",
+    )
     HTTP_CACHE.add_to(p)
     return p
 
@@ -109,13 +115,48 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == (args.input.resolve() if args.input else None):
         raise ConfigError("--out must differ from --input")
 
-    stats: CollectStats
-    if source == "kb":
-        stats = copy_kb(args.input, args.out, langs, args.limit)
-    else:
-        stats = _collect(args, source, classes, langs, require)
+    stage = _stage(args, source, classes, langs, require)
+    decision = stage.open(overwrite=args.overwrite)
+    with stage:
+        if decision == "done":
+            print(f"ditto-bench knowledge: {args.out} is already complete (same fingerprint); nothing to do",
+                  file=sys.stderr)
+            return 0
+        stage.add_outputs(args.out.name, f"{args.out.name}.skipped.jsonl")
+        stats: CollectStats
+        try:
+            if source == "kb":
+                stats = copy_kb(args.input, args.out, langs, args.limit)
+            else:
+                stats = _collect(args, source, classes, langs, require)
+        except BaseException as exc:
+            stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         error=f"{type(exc).__name__}: {exc}")
+            raise
+        stage.finish("complete" if not stats.errors else "incomplete")
     _print_stats(args.out, stats)
     return 0 if not stats.errors else 1
+
+
+def _stage(
+    args: argparse.Namespace, source: str, classes: list[str], langs: tuple[Lang, ...],
+    require: tuple[Lang, ...],
+) -> Stage:
+    """The knowledge stage: its record sits beside --out as ``<out>.stage.json``."""
+    from harness.identity import file_identity
+    from harness.lineage import with_upstream
+
+    spec = {
+        "source": source, "classes": classes, "top_n": args.top_n, "min_sitelinks": args.min_sitelinks,
+        "langs": list(langs), "require_langs": list(require), "max_claims": args.max_claims,
+        "no_wikipedia": args.no_wikipedia, "zh_variant": args.zh_variant,
+        "urls": {"sparql": args.sparql_url, "wikidata": args.wikidata_url, "wikipedia": args.wikipedia_url},
+    }
+    inputs = {"input": with_upstream(file_identity(args.input))} if args.input is not None else {}
+    return Stage(
+        args.out, "knowledge", spec, inputs, flag="--out", single_file=True, scope={"limit": args.limit},
+        owned={f"{args.out.name}.skipped.jsonl"}.__contains__,
+    )
 
 
 def _collect(

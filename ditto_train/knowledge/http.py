@@ -3,8 +3,9 @@
 Wikimedia's API etiquette asks for a descriptive User-Agent with contact details, serial (not parallel)
 requests, ``maxlag`` on MediaWiki API calls and honouring ``Retry-After``. This client makes one request at a
 time, spaces requests by at least ``1 / max_rps`` seconds, retries 429/5xx, timeouts, dropped connections and
-``maxlag`` errors with exponential back-off, and keeps every successful response in an on-disk SQLite cache
-(:class:`harness.cache.ResponseCache`), so a re-run or a resumed run repeats no request.
+``maxlag`` errors with exponential back-off (:class:`harness.retry.RetryPolicy`, the judge client's policy),
+and keeps every successful response in an on-disk SQLite cache (:class:`harness.completer.TextCache` on
+:class:`harness.cache.ResponseCache`), so a re-run or a resumed run repeats no request.
 
 Only the standard library does the networking (``urllib``); bodies are requested gzip-compressed.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import random
 import time
 import urllib.error
 import urllib.parse
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.cache import ResponseCache
+from harness.completer import TextCache
 from harness.errors import DittoError
-
-RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+from harness.retry import RetryPolicy, parse_retry_after
 
 
 class FetchError(DittoError):
@@ -63,9 +63,8 @@ class PoliteHttpClient:
         self.min_interval = 1.0 / max_rps if max_rps > 0 else 0.0
         self.max_retries = max_retries
         self.timeout = timeout
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.cache = cache
+        self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.cache = TextCache(cache, field="body") if cache is not None else None
         self.stats = HttpStats()
         self._last = 0.0
 
@@ -88,10 +87,10 @@ class PoliteHttpClient:
         full = self.build_url(url, params)
         key = hashlib.sha256(f"GET {full}".encode()).hexdigest()
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = self.cache.lookup([key])[0]
             if hit is not None:
                 self.stats.cache_hits += 1
-                return json.loads(hit["body"])
+                return json.loads(hit)
         body = self._fetch(full, accept)
         try:
             data = json.loads(body)
@@ -105,7 +104,7 @@ class PoliteHttpClient:
                 f"GET {_short(full)}: API error {err.get('code')}: {str(err.get('info', ''))[:200]}"
             )
         if self.cache is not None:
-            self.cache.put_many([(key, {"body": body})])
+            self.cache.store([key], [body])
         return data
 
     def _wait_turn(self) -> None:
@@ -118,7 +117,7 @@ class PoliteHttpClient:
     def _fetch(self, url: str, accept: str) -> str:
         headers = {"User-Agent": self.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
         last = ""
-        for attempt in range(1, self.max_retries + 2):
+        for attempt in self.policy.attempts():
             self._wait_turn()
             self.stats.requests += 1
             retry_after: float | None = None
@@ -135,22 +134,18 @@ class PoliteHttpClient:
                     return text
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
-                if exc.code not in RETRY_STATUS:
+                if not self.policy.retryable(exc.code):
                     self.stats.failures += 1
                     raise FetchError(f"GET {_short(url)}: HTTP {exc.code}") from None
-                retry_after = _parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+                retry_after = parse_retry_after(exc.headers.get) if exc.headers else None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, reset mid-body
                 last = f"{type(exc).__name__}: {exc}"
-            if attempt > self.max_retries:
+            if self.policy.exhausted(attempt):
                 break
             self.stats.retries += 1
-            if retry_after is None:
-                retry_after = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * (
-                    0.5 + random.random() / 2
-                )
-            time.sleep(min(retry_after, self.backoff_max))
+            time.sleep(self.policy.delay(attempt, retry_after))
         self.stats.failures += 1
         raise FetchError(f"GET {_short(url)}: gave up after {self.max_retries + 1} attempts ({last})")
 
@@ -165,15 +160,6 @@ def _is_lag_error(text: str) -> bool:
         return False
     err = data.get("error") if isinstance(data, dict) else None
     return isinstance(err, dict) and err.get("code") in ("maxlag", "ratelimited")
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _short(url: str) -> str:

@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from harness.errors import ConfigError, DittoError
+from harness.stage import Stage, read_stage
 
 from .config import (
     SFTRunConfig,
@@ -27,6 +28,8 @@ from .config import (
     unknown_key_message,
 )
 from .prepare import Prepared, is_main_process, prepare
+from .record import read_record
+from .stage import record_written_files, train_stage
 from .train import run_training
 
 PROG = "ditto-bench train"
@@ -122,24 +125,53 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+class _AlreadyTrained(Exception):
+    """The stage record says this exact training is finished: nothing to do."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `ditto-bench train`; returns 0 (ok), 2 (bad config or data) or 1 (other errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    stage: Stage | None = None
     try:
         config_path, dry_run, want_help, flags = parse_argv(args)
         if want_help:
             print(usage())
             return 0
         cfg = resolve_config(config_path, flags)
-        prep = prepare(cfg)
-        if is_main_process():  # under accelerate/torchrun every rank runs this; one summary is enough
+        main_proc = is_main_process()
+
+        def check_stage() -> None:
+            # Once the data is valid and before the tokenizer loads: a finished training is a no-op, a
+            # refused directory is said at once. Nothing is written until the whole preparation passed.
+            nonlocal stage
+            stage = train_stage(cfg)
+            if main_proc and stage.peek(overwrite=cfg.overwrite_output_dir) == "done":
+                raise _AlreadyTrained
+            if not main_proc and _finished(stage):  # other ranks never lock: the main process holds it
+                raise _AlreadyTrained
+
+        prep = prepare(cfg, after_data=None if dry_run else check_stage)
+        if main_proc:  # under accelerate/torchrun every rank runs this; one summary is enough
             _print_summary(prep, dry_run=dry_run)
         if dry_run:
             return 0
-        record = run_training(prep)
+        assert stage is not None
+        if main_proc and stage.open(overwrite=cfg.overwrite_output_dir) == "done":
+            raise _AlreadyTrained
+        if not main_proc and _finished(stage):  # other ranks follow the main process's record, unlocked
+            raise _AlreadyTrained
+        record = _train(prep, stage, main_proc)
+    except _AlreadyTrained:
+        if is_main_process():
+            _print_done(stage)
+        return 0
     except DittoError as exc:
         print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        if stage is not None:
+            stage.close()
     if not is_main_process():
         return 0
     output = record["output"]
@@ -148,6 +180,39 @@ def main(argv: list[str] | None = None) -> int:
         f"  ditto-bench run --model hf --model_args {output['eval_model_args']} ..."
     )
     return 0
+
+
+def _finished(stage: Stage) -> bool:
+    rec = read_stage(stage.root)
+    return rec is not None and rec.is_complete(stage.fingerprint)
+
+
+def _train(prep: Prepared, stage: Stage, main_proc: bool) -> dict[str, Any]:
+    """Train under the stage: its outputs are whatever the training left, its status how it ended."""
+    try:
+        record = run_training(prep, extra={"lineage": stage.lineage, "stage_fingerprint": stage.fingerprint})
+    except BaseException as exc:
+        if main_proc and stage.record is not None:
+            record_written_files(stage)
+            stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         error=f"{type(exc).__name__}: {exc}")
+        raise
+    if main_proc:
+        record_written_files(stage)
+        stage.finish("complete")
+    return record
+
+
+def _print_done(stage: Stage | None) -> None:
+    where = stage.root if stage is not None else "output_dir"
+    hint = ""
+    try:
+        hint = read_record(where)["output"]["eval_model_args"] if stage is not None else ""
+    except (OSError, KeyError, ValueError):
+        hint = ""
+    print(f"{where} already holds this training, finished (same fingerprint); nothing to do")
+    if hint:
+        print(f"evaluate with:\n  ditto-bench run --model hf --model_args {hint} ...")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ is reported before a model is loaded or a GPU is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,6 @@ from harness.types import ChatMessage
 
 from .config import SFTRunConfig
 from .data import DataSummary, TokenStats, load_conversations, token_stats
-from .record import FAILED_NAME, RECORD_NAME
 from .template import TemplateChoice, apply_template, resolve_chat_template, stop_token_trained
 
 if TYPE_CHECKING:
@@ -82,24 +82,12 @@ def is_main_process() -> bool:
 
 
 def check_output_dir(cfg: SFTRunConfig) -> None:
-    """Refuse an output_dir that holds a finished run or unrelated files, unless resume/overwrite says so."""
+    """Refuse an output_dir that is a file. Whether a directory is reused, resumed or refused is the stage
+    contract's decision (ditto_train.sft.stage), taken once the data is checked."""
     assert cfg.output_dir is not None
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} exists and is not a directory")
-    if not out.is_dir():
-        return
-    if (out / RECORD_NAME).exists() and not cfg.overwrite_output_dir:
-        raise ConfigError(
-            f"output_dir {out} already holds a finished run ({RECORD_NAME}); choose another output_dir "
-            "or pass --overwrite_output_dir true"
-        )
-    leftovers = [p.name for p in out.iterdir() if p.name != FAILED_NAME]
-    if leftovers and not (cfg.resume or cfg.overwrite_output_dir):
-        raise ConfigError(
-            f"output_dir {out} is not empty ({len(leftovers)} entries); pass --resume true to continue from "
-            "its last checkpoint, --overwrite_output_dir true to train into it anyway, or choose another one"
-        )
 
 
 def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
@@ -121,11 +109,15 @@ def _device() -> tuple[bool, bool]:
     return (not cuda, bool(cuda and torch.cuda.is_bf16_supported()))
 
 
-def prepare(cfg: SFTRunConfig) -> Prepared:
-    """Check output folder, data, tokenizer and template; compute the batch/step plan. Writes nothing."""
+def prepare(cfg: SFTRunConfig, after_data: Callable[[], None] | None = None) -> Prepared:
+    """Check output folder, data, tokenizer and template; compute the batch/step plan. Writes nothing
+    itself; ``after_data`` runs once the data is valid, before the tokenizer is loaded (the CLI opens the
+    stage there, so bad data leaves no directory and a finished one costs no model load)."""
     assert cfg.data is not None and cfg.model is not None
     check_output_dir(cfg)
     conversations, data = load_conversations(cfg.data)
+    if after_data is not None:
+        after_data()
     n_proc = world_size()
     accum = cfg.accumulation_for(n_proc)
     global_batch = cfg.per_device_train_batch_size * n_proc * accum

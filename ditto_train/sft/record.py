@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +19,19 @@ FAILED_NAME = "training_failed.json"
 RECORD_SCHEMA = "ditto-bench/sft-training-record"
 RECORD_VERSION = 1
 
-# Packages whose versions change what a training run produces.
-_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "deepspeed")
-
-
 def package_versions() -> dict[str, str | None]:
-    """Installed versions of the training stack (None for a package that is not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Python and package versions, from the one environment capture of every record (harness.runrecord)."""
+    from harness.runrecord import package_versions as versions
+
+    return {"python": platform.python_version(), **versions()}
 
 
 def git_state(start: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout holding this package; nulls when git or a commit is absent."""
-    cwd = start or Path(__file__).resolve().parent
+    """Commit and dirty state of the checkout: the one capture of every record (harness.runrecord.git_info),
+    so untracked files count as dirty here too."""
+    from harness.runrecord import git_info
 
-    def _git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    return git_info(start)
 
 
 def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -161,7 +161,7 @@ def _record_common(prep: Prepared) -> dict[str, Any]:
     }
 
 
-def run_training(prep: Prepared) -> dict[str, Any]:
+def run_training(prep: Prepared, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train, save the model (full) or adapter (LoRA) with its tokenizer, then write and return the record.
 
     On any exception the main process writes `training_failed.json` (error and the loss so far) and re-raises;
@@ -185,13 +185,13 @@ def run_training(prep: Prepared) -> dict[str, Any]:
     except BaseException as exc:
         if main:
             history = list(trainer.state.log_history) if trainer is not None else []
-            failed = base_record("failed") | _record_common(prep)
+            failed = base_record("failed") | _record_common(prep) | (extra or {})
             failed |= {"error": f"{type(exc).__name__}: {exc}", "loss_curve": loss_curve(history)}
             write_json_atomic(out / FAILED_NAME, failed)
         raise
     history = list(trainer.state.log_history)
     curve = loss_curve(history)
-    record = base_record("ok") | _record_common(prep)
+    record = base_record("ok") | _record_common(prep) | (extra or {})
     record |= {
         "output": {
             "dir": str(out.resolve()),

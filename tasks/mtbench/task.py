@@ -22,6 +22,7 @@ from harness.errors import DataError
 from harness.progress import console
 from harness.task import JudgeCall, JudgeSettings, Session, TaskData
 from harness.types import ChatMessage
+from tasks.duplicates import check_duplicates
 from tasks.mtbench import fastchat_export
 from tasks.mtbench.data import (
     JUDGE_PROMPTS,
@@ -45,7 +46,7 @@ from tasks.mtbench.data import (
     temperature_for,
 )
 from tasks.mtbench.judge import fill_prompt, needs_reference, prompt_name
-from tasks.mtbench.scoring import METRIC, aggregate
+from tasks.mtbench.scoring import METRIC, aggregate, annotated, scores
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,12 @@ class MTBench:
     judge_defaults = JudgeSettings(model="gpt-4", temperature=0.0, samples=1, max_tokens=2048)
     metrics = (METRIC,)
 
-    def __init__(self, name: str, categories: frozenset[str] | None) -> None:
+    def __init__(
+        self, name: str, categories: frozenset[str] | None, *, allow_duplicates: bool = False
+    ) -> None:
         self.name = name
         self.categories = categories
+        self.allow_duplicates = allow_duplicates
         self._prompts: dict[str, JudgePrompt] = {}
         self._used_prompts: list[str] = []
         self._prompts_sha256: str | None = None
@@ -82,6 +86,9 @@ class MTBench:
         ]
         if not questions:
             raise DataError(f"{q_path}: no question in categories {sorted(self.categories or [])}")
+        check_duplicates(
+            ((q.turns, q.line) for q in questions), q_path, allow=self.allow_duplicates, what="question"
+        )
         if limit is not None:
             questions = questions[:limit]
         p_path = self._locate(JUDGE_PROMPTS, data_dir, sha)
@@ -222,6 +229,12 @@ class MTBench:
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return annotated(record)
+
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        return scores(record)
+
     def export(
         self,
         run_dir: Path,
@@ -239,11 +252,11 @@ class MTBench:
         return fastchat_export.export(run_dir, self.name, records, model=model, judge_model=str(judge))
 
 
-def make_roleplay_task(**_options: Any) -> MTBench:
+def make_roleplay_task(*, allow_duplicates: bool = False, **_options: Any) -> MTBench:
     """MT-Bench's roleplay category (questions 91-100 in the official file), two turns each."""
-    return MTBench("mtbench_roleplay", frozenset({"roleplay"}))
+    return MTBench("mtbench_roleplay", frozenset({"roleplay"}), allow_duplicates=allow_duplicates)
 
 
-def make_full_task(**_options: Any) -> MTBench:
+def make_full_task(*, allow_duplicates: bool = False, **_options: Any) -> MTBench:
     """All of MT-Bench (80 questions, 8 categories)."""
-    return MTBench("mtbench", None)
+    return MTBench("mtbench", None, allow_duplicates=allow_duplicates)

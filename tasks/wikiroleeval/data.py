@@ -30,6 +30,8 @@ from harness.datafetch import RemoteFile, Source, fetch, mirror_urls
 from harness.errors import ConfigError, DataError
 from harness.jsonl import file_sha256 as file_sha256  # part of this module's API
 from harness.jsonl import iter_jsonl, json_type
+from judges.names import normalize_name
+from tasks.duplicates import check_duplicates
 
 MIRRORS_ENV = "DITTO_BENCH_WIKIROLEEVAL_MIRRORS"
 
@@ -91,10 +93,11 @@ class _FieldError(Exception):
 def is_gold_candidate(candidate: str, label: str) -> bool:
     """Tell whether a consistency candidate names ``label``.
 
+    Both sides are first normalised with :func:`judges.names.normalize_name` (the rule scoring uses).
     Candidates are either the bare name or, as in Fig. 3 of the paper, ``"[Name] summary…"``. A candidate that
     starts with the label followed by whitespace or punctuation (``"Name, king of…"``) also counts.
     """
-    cand, gold = candidate.strip(), label.strip()
+    cand, gold = normalize_name(candidate), normalize_name(label)
     if not gold:
         return False
     if cand == gold or cand.startswith(f"[{gold}]"):
@@ -106,7 +109,7 @@ def is_gold_candidate(candidate: str, label: str) -> bool:
 
 
 def load_wikiroleeval(
-    path: Path, *, require_messages: bool = False, limit: int | None = None
+    path: Path, *, require_messages: bool = False, limit: int | None = None, allow_duplicates: bool = False
 ) -> list[WikiItem]:
     """Load and validate a WikiRoleEval JSONL file.
 
@@ -115,9 +118,12 @@ def load_wikiroleeval(
         require_messages: Also require and validate a ``messages`` conversation per item
             (the ``ditto-bench judge`` input).
         limit: Keep only the first ``limit`` items; every line is validated regardless.
+        allow_duplicates: Keep sessions with the same system text and prompts as an earlier line (each
+            is still warned about); by default such a file is refused (:mod:`tasks.duplicates`).
 
     Raises:
-        DataError: One line naming ``path:line`` and the field at fault (the first bad line).
+        DataError: One line naming ``path:line`` and the field at fault (the first bad line), or a
+            duplicate session naming both lines.
         ConfigError: ``limit`` is below 1.
     """
     if limit is not None and limit < 1:
@@ -131,6 +137,9 @@ def load_wikiroleeval(
             raise DataError(f"{path}:{line_no}: {exc}") from None
     if not items:
         raise DataError(f"{path}: empty file (no items)")
+    check_duplicates(
+        (((i.system, tuple(i.prompts)), i.line) for i in items), path, allow=allow_duplicates
+    )
     return items if limit is None else items[:limit]
 
 
@@ -172,7 +181,7 @@ def _parse_item(obj: dict[str, Any], line_no: int, require_messages: bool) -> Wi
     n_turns = len(prompts)
 
     name, label = _scoring_field(obj, meta, "label")
-    if not isinstance(label, str) or not label.strip():
+    if not isinstance(label, str) or not normalize_name(label):
         raise _FieldError(name, "must be a non-empty string")
     name, summary = _scoring_field(obj, meta, "summary")
     if not isinstance(summary, str):

@@ -1,4 +1,9 @@
-"""WikiRoleEval aggregation with the official semantics (ditto_method.md §2.5).
+"""WikiRoleEval aggregation: the robust numbers (``semantics: robust``) and the ``official`` block.
+
+The robust numbers follow the official reducers (ditto_method.md §2.5) with forgiving parsers and every
+failure counted instead of crashing; the ``official`` block (:mod:`tasks.wikiroleeval.official`) is what
+the released code itself would print for the same completions. Nothing here modifies a record: verdicts
+are derived from it (:func:`derive`), and :func:`annotated` makes the copy written to ``samples.jsonl``.
 
 Per turn: consistency = share of parsed samples naming the gold label (0 when none parsed);
 rejection = majority vote of parsed 0/1 samples (tie -> first seen), scored as agreement with the label
@@ -10,14 +15,16 @@ the official ``scoring.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.stats import clustered_mean
 from harness.task import parse_judgment
 from harness.types import ParseResult
+from judges.names import normalize_name
 from judges.parsers import parse_consistency, parse_knowledge, parse_rejection
 from judges.reducers import TurnVerdict, reduce_consistency, reduce_knowledge, reduce_rejection
+from tasks.wikiroleeval.official import official_block
 
 METRICS = ("consistency", "knowledge", "rejection")
 SPLITS = ("all", "en", "zh")
@@ -39,27 +46,68 @@ def judgment_samples(metric: str, judgment: Mapping[str, Any], lang: str) -> lis
 
 
 def turn_verdict(metric: str, samples: Sequence[ParseResult], label: str) -> TurnVerdict:
+    """One turn's verdict. Consistency compares the chosen names with the label under the one name rule
+    (:func:`judges.names.normalize_name`, applied here to both sides; the reducer itself is exact)."""
     if metric == "consistency":
-        return reduce_consistency(samples, label)
+        named = [replace(s, value=normalize_name(s.value)) if s.status == "ok" else s for s in samples]
+        return reduce_consistency(named, normalize_name(label))
     if metric == "rejection":
         return reduce_rejection(samples)
     return reduce_knowledge(samples)
 
 
-def annotate(records: Sequence[dict[str, Any]]) -> None:
-    """Add ``parsed``, ``verdict`` and ``score`` to every judgment of every record (in place)."""
-    for rec in records:
-        labels = rec["rejection_labels"]
-        for turn in rec["turns"]:
-            for metric, j in turn["judgments"].items():
-                samples = judgment_samples(metric, j, rec["lang"])
-                v = turn_verdict(metric, samples, rec["label"])
-                j["parsed"] = [asdict(p) for p in samples]
-                j["verdict"] = asdict(v)
-                if metric == "rejection":
-                    j["score"] = None if v.value is None else int(v.value == labels[turn["turn"]])
-                else:
-                    j["score"] = v.value
+@dataclass(frozen=True)
+class Derived:
+    """What one recorded judgment yields: parsed samples, the turn verdict and the turn score."""
+
+    parsed: list[ParseResult]
+    verdict: TurnVerdict
+    score: float | int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        parsed = [asdict(p) for p in self.parsed]
+        return {"parsed": parsed, "verdict": asdict(self.verdict), "score": self.score}
+
+
+def derive_judgment(rec: Mapping[str, Any], turn: int, metric: str, j: Mapping[str, Any]) -> Derived:
+    """Parse and reduce one judgment of ``rec`` (pure: the record is not touched)."""
+    samples = judgment_samples(metric, j, rec["lang"])
+    v = turn_verdict(metric, samples, rec["label"])
+    score: float | int | None = v.value
+    if metric == "rejection":
+        score = None if v.value is None else int(v.value == rec["rejection_labels"][turn])
+    return Derived(samples, v, score)
+
+
+def derive(rec: Mapping[str, Any]) -> dict[tuple[int, str], Derived]:
+    """Every judgment of one session record, derived: ``{(turn, metric): Derived}``."""
+    return {
+        (t["turn"], metric): derive_judgment(rec, t["turn"], metric, j)
+        for t in rec["turns"]
+        for metric, j in t["judgments"].items()
+    }
+
+
+def scores(rec: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+    """``{(turn, metric): score}`` of one session record (None: the turn has no score)."""
+    return {k: d.score for k, d in derive(rec).items()}
+
+
+def annotated(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``rec`` whose judgments also carry ``parsed``, ``verdict`` and ``score`` (the samples.jsonl
+    view for readers; the record itself is left as it is)."""
+    derived = derive(rec)
+    out = dict(rec)
+    out["turns"] = [
+        {
+            **t,
+            "judgments": {
+                m: {**j, **derived[(t["turn"], m)].as_dict()} for m, j in t["judgments"].items()
+            },
+        }
+        for t in rec["turns"]
+    ]
+    return out
 
 
 def _empty_failures() -> dict[str, dict[str, int]]:
@@ -70,8 +118,8 @@ def _empty_failures() -> dict[str, dict[str, int]]:
 
 
 def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
-    """Metrics, 95% session-bootstrap CIs, failure counts and the rejection confusion matrix."""
-    annotate(records)
+    """Metrics, 95% session-bootstrap CIs, failure counts and the rejection confusion matrix (robust), plus
+    the ``official`` block (:mod:`tasks.wikiroleeval.official`). Pure: the records are not modified."""
     failures = _empty_failures()
     # per split and metric: per-session (sum, count) of scored turn values
     sums: dict[str, dict[str, list[tuple[float, float]]]] = {s: {m: [] for m in METRICS} for s in SPLITS}
@@ -82,6 +130,7 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
         lang = rec["lang"]
         per_metric = {m: [0.0, 0] for m in METRICS}
         gold_pos = rec.get("gold_position")
+        derived = derive(rec)
         for turn in rec["turns"]:
             n_turns += 1
             for metric in METRICS:
@@ -90,16 +139,17 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
                 if j is None:
                     f["turns_pending"] += 1
                     continue
-                verdict = j["verdict"]
-                f["parse_error"] += verdict["n_parse_error"]
-                f["api_error"] += verdict["n_api_error"]
+                d = derived[(turn["turn"], metric)]
+                verdict = d.verdict
+                f["parse_error"] += verdict.n_parse_error
+                f["api_error"] += verdict.n_api_error
                 if j["status"] == "pending":
                     f["turns_pending"] += 1
-                elif verdict["status"] == "no_verdict":
+                elif verdict.status == "no_verdict":
                     f["turns_no_verdict"] += 1
-                elif verdict["status"] == "api_error":
+                elif verdict.status == "api_error":
                     f["turns_api_error"] += 1
-                score = j["score"]
+                score = d.score
                 if score is None:
                     continue
                 f["turns_scored"] += 1
@@ -109,7 +159,7 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
                     by_pos.setdefault(int(gold_pos), []).append(float(score))
                 if metric == "rejection":
                     label = rec["rejection_labels"][turn["turn"]]
-                    pred = verdict["value"]
+                    pred = int(verdict.value or 0)  # scored, so a 0/1 vote
                     cell = {(1, 1): "tp", (1, 0): "fn", (0, 1): "fp", (0, 0): "tn"}[(label, pred)]
                     for split in ("all", lang):
                         confusion[split][cell] += 1
@@ -143,5 +193,6 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> d
         "consistency_by_gold_position": {
             str(p): {"mean": sum(v) / len(v), "n": len(v)} for p, v in sorted(by_pos.items())
         },
-        "semantics": "official",
+        "semantics": "robust",
+        "official": official_block(records),
     }

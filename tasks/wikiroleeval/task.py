@@ -18,7 +18,7 @@ from tasks.wikiroleeval.data import (
     load_wikiroleeval,
     resolve_data_path,
 )
-from tasks.wikiroleeval.scoring import aggregate
+from tasks.wikiroleeval.scoring import aggregate, annotated, derive, scores
 
 REVIEW_FILE = "ditto_review.jsonl"
 
@@ -27,21 +27,26 @@ class WikiRoleEval:
     """WikiRoleEval as run by the paper: gpt-4-1106-preview judge, temperature 0.2, 3 samples."""
 
     name = "wikiroleeval"
-    version = 1
+    version = 2  # 2: every judge-prompt variable defused, verdict phrases and look-alikes too (issue 9 §7)
     judge_defaults = JudgeSettings(model="gpt-4-1106-preview", temperature=0.2, samples=3, max_tokens=2048)
     metrics = ("consistency", "knowledge", "rejection")
 
-    def __init__(self, *, shuffle_candidates: bool = False, seed: int = 1234) -> None:
+    def __init__(
+        self, *, shuffle_candidates: bool = False, seed: int = 1234, allow_duplicates: bool = False
+    ) -> None:
         self.shuffle_candidates = shuffle_candidates
         self.seed = seed
+        self.allow_duplicates = allow_duplicates
 
     def load(self, data_path: Path | None, *, limit: int | None, responses: Path | None) -> TaskData:
         if responses is not None:
-            items = load_wikiroleeval(responses, require_messages=True, limit=limit)
+            items = load_wikiroleeval(
+                responses, require_messages=True, limit=limit, allow_duplicates=self.allow_duplicates
+            )
             path = responses
         else:
             path = resolve_data_path(data_path, None)
-            items = load_wikiroleeval(path, limit=limit)
+            items = load_wikiroleeval(path, limit=limit, allow_duplicates=self.allow_duplicates)
         sessions = [self._session(i, item, given=responses is not None) for i, item in enumerate(items)]
         return TaskData(sessions=sessions, source=str(path), sha256=file_sha256(path))
 
@@ -106,6 +111,12 @@ class WikiRoleEval:
     def aggregate(self, records: Sequence[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
         return aggregate(records, seed=seed, n_boot=n_boot)
 
+    def annotated(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return annotated(record)
+
+    def scores(self, record: Mapping[str, Any]) -> dict[tuple[int, str], float | int | None]:
+        return scores(record)
+
     def export(
         self,
         run_dir: Path,
@@ -114,12 +125,15 @@ class WikiRoleEval:
         *,
         spec: Mapping[str, Any],
     ) -> list[str]:
-        """Write the official review format so the released ``scoring.py`` reproduces our numbers.
+        """Write our (robust) verdicts in the official review format.
 
         Per item: the test item plus ``messages``, ``consist_scores``, ``reject_scores`` (the 0/1 prediction)
         and ``knowledge_scores``, one entry per generated turn. A turn without a verdict is ``null``;
         ``scoring.py`` skips null consistency/knowledge but counts a null rejection as a disagreement, so the
-        numbers agree exactly when ``failures.rejection.turns_no_verdict`` is 0.
+        released ``scoring.py`` run on this file reproduces ``results.json``'s robust metrics exactly when
+        every judged turn has a rejection verdict (``failures.rejection`` ``turns_no_verdict``,
+        ``turns_api_error`` and ``turns_pending`` all 0); consistency and knowledge always agree. What the
+        released pipeline itself would give is the ``official`` block of ``results.json``.
         """
         rows = []
         for rec in records:
@@ -130,14 +144,17 @@ class WikiRoleEval:
             meta.setdefault("rejection_labels", rec["rejection_labels"])
             item["meta"] = meta
             item["messages"] = rec["messages"]
-            judged = [t for t in rec["turns"] if t["judgments"]]
-            item["consist_scores"] = [t["judgments"]["consistency"]["score"] for t in judged]
-            item["reject_scores"] = [t["judgments"]["rejection"]["verdict"]["value"] for t in judged]
-            item["knowledge_scores"] = [t["judgments"]["knowledge"]["score"] for t in judged]
+            derived = derive(rec)
+            judged = [t["turn"] for t in rec["turns"] if t["judgments"]]
+            item["consist_scores"] = [derived[(t, "consistency")].score for t in judged]
+            item["reject_scores"] = [derived[(t, "rejection")].verdict.value for t in judged]
+            item["knowledge_scores"] = [derived[(t, "knowledge")].score for t in judged]
             rows.append(item)
         atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
         return [REVIEW_FILE]
 
 
-def make_task(*, shuffle_candidates: bool = False, seed: int = 1234) -> WikiRoleEval:
-    return WikiRoleEval(shuffle_candidates=shuffle_candidates, seed=seed)
+def make_task(
+    *, shuffle_candidates: bool = False, seed: int = 1234, allow_duplicates: bool = False
+) -> WikiRoleEval:
+    return WikiRoleEval(shuffle_candidates=shuffle_candidates, seed=seed, allow_duplicates=allow_duplicates)

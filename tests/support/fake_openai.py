@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import selectors
 import signal
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "timeout", "garbage", "disconnect", "empty_choices"]
+FaultKind = Literal["status", "timeout", "garbage", "disconnect", "empty_choices", "few_choices"]
 Responder = Callable[[dict[str, Any]], "str | list[str]"]
 
 # A body that starts like a completion and then breaks off, as a misbehaving proxy might send it.
@@ -51,7 +52,8 @@ class Fault:
     Attributes:
         kind: "status" (error JSON with `status`), "timeout" (sleep `delay`, then answer normally),
             "garbage" (HTTP 200 with a body that is not JSON), "disconnect" (close the connection
-            without any response) or "empty_choices" (HTTP 200 with `"choices": []`).
+            without any response), "empty_choices" (HTTP 200 with `"choices": []`) or "few_choices"
+            (HTTP 200 with only the first `choices` of the `n` requested, as an endpoint ignoring `n`).
         status: HTTP status for kind="status" (429, 500, 503, ...).
         retry_after: seconds written to the Retry-After header of a status fault; None = no header.
         delay: seconds to sleep for kind="timeout".
@@ -60,6 +62,8 @@ class Fault:
         content_type: Content-Type of the garbage body. With "application/json" the openai client
             raises json.JSONDecodeError; with a non-JSON type it returns the raw text (a str, not a
             ChatCompletion) unless strict response validation is on.
+        choices: how many choices a "few_choices" fault returns.
+        echo_headers: a "status" fault's error message repeats the request headers (as some proxies do).
     """
 
     kind: FaultKind
@@ -69,6 +73,8 @@ class Fault:
     match: Callable[[dict[str, Any]], bool] | None = None
     times: int = 1
     content_type: str = "application/json"
+    choices: int = 1
+    echo_headers: bool = False
 
 
 def _text_of(content: Any) -> str:
@@ -241,7 +247,10 @@ class FakeOpenAI:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Snapshot of the request log: {"path", "body", "has_auth", "t", "fault"} per request."""
+        """Snapshot of the request log: {"path", "body", "has_auth", "auth_sha256", "t", "fault"} per request.
+
+        ``auth_sha256`` is the sha256 (hex) of the Authorization header as received, or None: tests can
+        check which key reached which endpoint while the log never holds a key."""
         with self._lock:
             return list(self._log)
 
@@ -271,11 +280,13 @@ class FakeOpenAI:
         )
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
-        # Only whether auth was sent is recorded: the header value is a secret and never stored.
+        # The Authorization value is a secret and never stored; its hash says which key arrived.
+        auth = request.headers.get("Authorization")
         entry: dict[str, Any] = {
             "path": request.path,
             "body": None,
-            "has_auth": "Authorization" in request.headers,
+            "has_auth": auth is not None,
+            "auth_sha256": None if auth is None else hashlib.sha256(auth.encode()).hexdigest(),
             "t": time.time(),
             "fault": None,
         }
@@ -298,9 +309,10 @@ class FakeOpenAI:
             await asyncio.sleep(self.latency)
         if fault is not None:
             if fault.kind == "status":
-                return _error_response(
-                    fault.status, f"injected fault: HTTP {fault.status}", retry_after=fault.retry_after
-                )
+                message = f"injected fault: HTTP {fault.status}"
+                if fault.echo_headers:
+                    message += " for request with headers " + json.dumps(dict(request.headers))
+                return _error_response(fault.status, message, retry_after=fault.retry_after)
             if fault.kind == "timeout":
                 await asyncio.sleep(fault.delay)
             elif fault.kind == "garbage":
@@ -313,6 +325,8 @@ class FakeOpenAI:
                 raise asyncio.CancelledError
             elif fault.kind == "empty_choices":
                 return web.json_response(self._completion(body, []))
+            elif fault.kind == "few_choices":
+                return web.json_response(self._completion(body, self._contents(body)[: fault.choices]))
         try:
             contents = self._contents(body)
         except Exception as exc:  # a broken responder shows up as a 500 the test can see

@@ -171,8 +171,12 @@ def build_tiny_model(
     seed: int = 0,
     arch: Literal["qwen2", "llama"] = "qwen2",
     system_role_supported: bool = True,
+    head_dim: int = 16,
 ) -> Path:
-    """Build and save a tiny random causal LM (hidden 64, 2 layers, ~0.1M params) with its tokenizer.
+    """Build and save a tiny random causal LM (4 heads of ``head_dim``, 2 layers) with its tokenizer.
+
+    The default (head_dim 16: hidden 64, ~0.1M params) is the smallest that works with transformers;
+    vLLM's CPU attention needs ``head_dim=64`` (hidden 256).
 
     Writes config.json, generation_config.json (eos = [<|im_end|>, <|endoftext|>], pad = <|endoftext|>,
     deliberately no max_new_tokens), model.safetensors, tokenizer files and chat_template.jinja to
@@ -189,8 +193,8 @@ def build_tiny_model(
     assert isinstance(im_end, int) and isinstance(endoftext, int)
     dims: dict[str, Any] = {
         "vocab_size": len(tok),
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        "hidden_size": 4 * head_dim,
+        "intermediate_size": 8 * head_dim,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
