@@ -142,7 +142,7 @@ class _Builder:
             "train",
         ]
         gen += _flag_args(self.spec.generate)
-        res = {"gpus": sup.gpus, "cpus": sup.cpus, "time_min": sup.time_min}
+        res: dict[str, Any] = {"gpus": sup.gpus, "cpus": sup.cpus, "time_min": sup.time_min}
         self.add(
             Stage(f"generate/{sup.name}", "generate", tuple(gen), (), seed=None, supervisor=sup.name, **res),
             ["knowledge"],
@@ -182,7 +182,7 @@ class _Builder:
         )
 
     def seed(self, seed: Seed) -> None:
-        res = {"gpus": seed.gpus_for_eval, "cpus": seed.cpus, "time_min": seed.time_min}
+        res: dict[str, Any] = {"gpus": seed.gpus_for_eval, "cpus": seed.cpus, "time_min": seed.time_min}
         self.add(
             Stage(
                 f"baseline/{seed.name}",
@@ -215,7 +215,7 @@ class _Builder:
             config = ("--config_file", seed.accelerate_config) if seed.accelerate_config else ()
             launcher = ("accelerate", "launch", *config, "--num_processes", str(seed.gpus))
             launcher += ("-m", "ditto_train.sft.cli")
-        res = {"gpus": seed.gpus, "cpus": seed.cpus, "time_min": seed.time_min}
+        res: dict[str, Any] = {"gpus": seed.gpus, "cpus": seed.cpus, "time_min": seed.time_min}
         self.add(
             Stage(
                 f"train/{pair}",

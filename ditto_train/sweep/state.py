@@ -1,11 +1,11 @@
 """When is a stage done: its own record complete, and the sweep's stamp for the same plan fingerprint.
 
-The stage's own record is ``<dir>/stage.json`` (:mod:`harness.stage`) where that module exists; on trees
-without it the adapter reads what each command writes today: ``run.json`` with status ``complete`` (run),
-``report.json`` with no pending or failed session (generate), ``training_record.json`` with status ``ok``
-(train). The stamp (``OUT/.sweep/stamps/<stage>.json``) is written by the stage wrapper when the stage
-command exited 0 with a complete record; it holds the plan fingerprint and, when there is one, the stage
-record's own fingerprint, so a directory re-run by hand with other settings is not taken for this stage.
+The stage's own record is ``<dir>/stage.json`` (:mod:`harness.stage`). For a directory written before the
+stage contract (no ``stage.json``) the older records are read: ``run.json`` with status ``complete``
+(run), ``report.json`` with no pending or failed session (generate), ``training_record.json`` with status
+``ok`` (train). The stamp (``OUT/.sweep/stamps/<stage>.json``) is written by the stage wrapper when the
+stage command exited 0 with a complete record; it holds the plan fingerprint and the stage record's own
+fingerprint, so a directory re-run by hand with other settings is not taken for this stage.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DittoError
+from harness.stage import read_stage
 
 SWEEP_DIR = ".sweep"
 
@@ -42,10 +43,6 @@ def log_path(out: Path, name: str) -> Path:
 def stage_record_fingerprint(stage_dir: Path) -> str | None:
     """The fingerprint of ``<dir>/stage.json`` when the stage contract is present and the file exists."""
     try:
-        from harness.stage import read_stage  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    try:
         rec = read_stage(stage_dir)
     except DittoError:
         return None
@@ -55,20 +52,15 @@ def stage_record_fingerprint(stage_dir: Path) -> str | None:
 def own_record_complete(kind: str, stage_dir: Path, fingerprint: str | None = None) -> tuple[bool, str]:
     """Whether the command's own record in ``stage_dir`` says it finished; and if not, why (one line)."""
     try:
-        from harness.stage import read_stage  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        read_stage = None
-    if read_stage is not None:
-        try:
-            rec = read_stage(stage_dir)
-        except DittoError as exc:
-            return False, str(exc)
-        if rec is not None:
-            if fingerprint is not None and not rec.is_complete(fingerprint):
-                return False, f"stage.json: status {rec.status}, fingerprint {str(rec.fingerprint)[:12]}"
-            if rec.status != "complete":
-                return False, f"stage.json: status {rec.status}"
-            return True, ""
+        rec = read_stage(stage_dir)
+    except DittoError as exc:
+        return False, str(exc)
+    if rec is not None:
+        if fingerprint is not None and not rec.is_complete(fingerprint):
+            return False, f"stage.json: status {rec.status}, fingerprint {str(rec.fingerprint)[:12]}"
+        if rec.status != "complete":
+            return False, f"stage.json: status {rec.status}"
+        return True, ""
     return _fallback_complete(kind, stage_dir)
 
 
