@@ -274,3 +274,34 @@ def test_killed_driver_rerun_finishes_without_redoing_finished_stages(tmp_path: 
     assert doc["status"] == "complete" and not (set(doc["launched"]) & finished)
     assert len(doc["launched"]) == 14 - len(finished)
     assert all(read_stamp(out, n)["started"] == t for n, t in started.items())
+
+
+def test_sigterm_stops_the_running_stages_and_records_them_interrupted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sweep, profile = _sweep(tmp_path, 1, 1), _profile(tmp_path, env={"NOOP_SLEEP": "30"})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_DRIVER, str(sweep), str(profile), str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".sweep" / "jobs").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # the driver only; it stops what it started
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doc = _doc(out)
+    assert doc["status"] == "interrupted"
+    running = [n for n, s in doc["stages"].items() if s["status"] == "interrupted"]
+    assert running == ["generate/sup0"]  # one at a time without GPUs
+    # the stage command was stopped, not left running: its wrapper saw it end on the signal
+    attempt = json.loads((out / ".sweep/attempts/generate/sup0.json").read_text())
+    assert attempt["rc"] == 128 + signal.SIGTERM and attempt["cause"] == "stopped by signal 15"
+    assert read_stamp(out, "generate/sup0") is None

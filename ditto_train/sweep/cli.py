@@ -17,7 +17,11 @@ from harness.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = command_parser("sweep", __doc__.split("\n\n")[0])
+    p = command_parser(
+        "sweep",
+        "Run the cross-supervision grid: generate, supervise, baseline, train and eval stages "
+        "(docs/sweeps.md). Re-running resumes; finished stages are never redone.",
+    )
     p.add_argument("sweep_file", type=Path, metavar="SWEEP.yaml", help="the sweep file (intent only)")
     p.add_argument("--out", type=Path, default=None, help="output directory (wins over the file's `out`)")
     p.add_argument(

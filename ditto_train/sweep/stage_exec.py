@@ -130,8 +130,10 @@ def run_job(job: StageJob) -> dict[str, Any]:
             proc = subprocess.Popen(cmd, cwd=job.cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
         except OSError as exc:
             return _finish(job, result, started, rc=127, cause=f"cannot start {cmd[0]}: {exc.strerror}")
-        _forward_signals(proc)
+        stopped = _forward_signals(proc)
         rc = proc.wait()
+    if stopped:
+        return _finish(job, result, started, rc=128 + stopped[0], cause=f"stopped by signal {stopped[0]}")
     if rc != 0:
         return _finish(job, result, started, rc=rc, cause=_cause(log, rc))
     ok, why = own_record_complete(job.kind, out / job.name)
@@ -140,24 +142,28 @@ def run_job(job: StageJob) -> dict[str, Any]:
     return _finish(job, result, started, rc=0, cause=None)
 
 
-def _forward_signals(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM/SIGINT to this wrapper stop the stage command first (main thread only)."""
+def _forward_signals(proc: subprocess.Popen[bytes]) -> list[int]:
+    """SIGTERM/SIGINT to this wrapper go on to the stage command, which stops the way it stops on its own
+    (a run records itself interrupted); the wrapper then records the attempt. Returns the signals seen.
+
+    The handler only forwards: the main thread is inside ``proc.wait()``, whose lock a handler must not take.
+    Main thread only (a Ray worker or a submitit job calls :func:`run_job` from elsewhere, unhandled)."""
     import threading
 
+    seen: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        return
+        return seen
 
     def stop(signum: int, frame: object) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        raise SystemExit(128 + signum)
+        seen.append(signum)
+        try:
+            os.kill(proc.pid, signum)
+        except ProcessLookupError:
+            pass
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    return seen
 
 
 def _finish(
