@@ -132,7 +132,7 @@ def test_local_supervisor_cache_key_follows_the_weights(tiny_model_dir: Path, tm
         sup = LocalSupervisor(
             "hf", f"pretrained={folder},device=cpu", {"max_gen_toks": 4}, seed=1, cache=None
         )
-        return sup._keys(msgs, 2)
+        return sup.cache_scope.keys(msgs, sup.gen, 2)
 
     before = keys()
     assert keys() == before  # same weights: the cache answers

@@ -58,11 +58,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _vllm(args: list[str], *, timeout: float = 420.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <args>`` in the vLLM environment from the repository root."""
+# vLLM's own entry points (serve, run_batch) are told the platform of the CPU build; ditto-bench's loader
+# sets it by itself (harness.backends.vllm_compat), so the ditto-bench commands here run without it.
+VLLM_OWN = {"VLLM_TARGET_DEVICE": "cpu"}
+
+
+def _vllm(
+    args: list[str], *, timeout: float = 420.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python <args>`` in the vLLM environment from the repository root."""
     assert VLLM_PYTHON is not None
     return subprocess.run(
-        [VLLM_PYTHON, *args], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+        [VLLM_PYTHON, *args], cwd=REPO_ROOT, env={**_env(), **(env or {})}, capture_output=True, text=True,
+        timeout=timeout,
     )
 
 
@@ -184,7 +192,7 @@ def vllm_server(vllm_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
             "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
         ],
         # vLLM's own server, not our loader: it needs to be told the platform of the CPU build.
-        cwd=REPO_ROOT, env={**_env(), "VLLM_TARGET_DEVICE": "cpu"}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT, env={**_env(), **VLLM_OWN}, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -237,3 +245,40 @@ def test_vllm_serve_as_judge_and_target(vllm_server: str, tmp_path: Path) -> Non
             for j in turn["judgments"].values():
                 assert j["status"] == "ok", j.get("error")
                 assert len(j["completions"]) == 3 and all(isinstance(c, str) for c in j["completions"])
+
+
+def test_vllm_run_batch_reads_our_batch_request_file(vllm_model_dir: Path, tmp_path: Path) -> None:
+    """The Batch-API request file `--judge_batch` uploads is also input for vLLM's offline batch runner
+    (docs/judges.md), and its output file is read back by the same row parser."""
+    from harness.batch_judge import completion_of, parse_rows
+    from harness.cli import main
+    from tests.support.fake_batch import FakeBatchAPI
+    from tests.test_batch_judge import _batch_cmd
+    from tests.test_e2e_wikiroleeval import _two_sessions, _verdicts
+    from tests.wre_support import scripted_judge
+
+    responses, (a, b) = _two_sessions(tmp_path)
+    out = tmp_path / "batch"
+    with FakeBatchAPI() as api:
+        api.responder = scripted_judge(_verdicts(a, b))
+        extra = ("--judge_max_tokens", "8")
+        assert main(_batch_cmd(api, responses, out, tmp_path / "c.sqlite", *extra)) == 0
+    (requests,) = sorted((out / "batches").glob("requests-*.jsonl"))
+    sent = [json.loads(line) for line in requests.read_text(encoding="utf-8").splitlines()]
+    result = tmp_path / "vllm_out.jsonl"
+    proc = _vllm(
+        [
+            "-m", "vllm.entrypoints.openai.run_batch", "-i", str(requests), "-o", str(result),
+            "--model", str(vllm_model_dir), "--served-model-name", "judge-x", "--dtype", "float32",
+            "--max-model-len", "2048", "--enforce-eager",
+        ],
+        env=VLLM_OWN,
+    )
+    _check(proc)
+    rows = parse_rows(result.read_text(encoding="utf-8"), "vllm run-batch")
+    assert set(rows) == {line["custom_id"] for line in sent}
+    for line in sent:
+        row = rows[line["custom_id"]]
+        assert row.error is None and row.body is not None
+        completion = completion_of(row.body, line["body"].get("n", 1))
+        assert completion.status == "ok" and all(isinstance(t, str) for t in completion.texts)

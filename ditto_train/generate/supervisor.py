@@ -214,6 +214,7 @@ class LocalSupervisor:
         scope = CacheScope(
             kind="supervisor-local", endpoint=name, model=model_id, identity=self.spec["identity"]
         )
+        self.cache_scope = scope  # the key scheme, with or without a cache
         self.completer = with_cache(_Batched(self), cache, scope)
         self._pending: list[tuple[list[ChatMessage], asyncio.Future[GenerationResult]]] = []
         self._worker: asyncio.Task[None] | None = None
