@@ -25,6 +25,7 @@ import openai
 
 from harness.completer import CacheScope
 from harness.lean_openai import LeanAsyncOpenAI
+from harness.neterror import network_cause
 from harness.redact import redact, register_secret
 from harness.retry import RetryPolicy, parse_retry_after
 from harness.types import ChatMessage, Completion, Usage
@@ -167,7 +168,7 @@ class ChatClient:
                     break
                 delay = _retry_after(exc)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                last_error = network_cause(exc)  # a refused connection is not "Request timed out"
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a chat completion
                 last_error = f"malformed response: {type(exc).__name__}: {str(exc)[:200]}"
             if self.policy.exhausted(attempt):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -11,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backends import load_backend
+from harness.backends import load_backend, validate_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
-from harness.backends.lmeval import require_target_key, validate_backend
+from harness.backends.lmeval import require_target_key
+from harness.backends.mock import MockJudge, is_mock
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
@@ -28,9 +30,11 @@ from harness.progress import console
 from harness.records import build_records, finalize_run
 from harness.redact import redact
 from harness.rollout import pending_turns, rollout
+from harness.runlog import LOG_FILE, attach_run_log
 from harness.runrecord import RUN_FILES, environment
 from harness.stage import Stage
 from harness.task import JudgeSettings, Session, Task, TaskData, get_task
+from harness.unscored import DEFAULT_MAX_UNSCORED
 
 
 @dataclass
@@ -44,7 +48,7 @@ class RunConfig:
     model_args: str | None = None
     responses: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
-    limit: int | None = None
+    limit: int | float | None = None
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
     judge_model: str | None = None
     judge_base_url: str = OPENAI_BASE_URL
@@ -67,6 +71,13 @@ class RunConfig:
     judge_batch_fallback: str = "batch"
     judge_batch_cancel: bool = False
     judge_batch_poll: float = 60.0
+    preflight: bool = True
+    max_unscored: float = DEFAULT_MAX_UNSCORED
+    predict_only: bool = False  # roll out and record; `ditto-bench judge DIR` judges later
+    judge_existing: bool = False  # `judge DIR`: judge settings of a predict-only run may still change
+    model_name: str | None = None  # the leaderboard name (run.json "model_name")
+    include_paths: list[str] = field(default_factory=list)
+    wandb_args: str | None = None
     inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
@@ -112,20 +123,27 @@ def _cache(cfg: RunConfig) -> ResponseCache | None:
 def load_tasks(cfg: RunConfig) -> tuple[dict[str, Task], dict[str, TaskData]]:
     tasks: dict[str, Task] = {}
     datas: dict[str, TaskData] = {}
+    share = isinstance(cfg.limit, float)
     for name in cfg.tasks:
         task = get_task(
             name, shuffle_candidates=cfg.shuffle_candidates, seed=cfg.seed,
             allow_duplicates=cfg.allow_duplicates,
         )
         tasks[name] = task
-        datas[name] = task.load(cfg.data_paths.get(name), limit=cfg.limit, responses=cfg.responses)
+        limit = None if share else cfg.limit
+        data = task.load(cfg.data_paths.get(name), limit=limit, responses=cfg.responses)  # type: ignore[arg-type]
+        if share:  # a share of the sessions, as lm-eval: the first ceil(share * n), deterministic
+            assert isinstance(cfg.limit, float)
+            data.sessions = data.sessions[: max(1, math.ceil(cfg.limit * len(data.sessions)))]
+        datas[name] = data
     return tasks, datas
 
 
 def check_keys(cfg: RunConfig) -> str | None:
     """Fail before any work when an endpoint needs a key that is not set. Returns the judge key."""
     key = os.environ.get("OPENAI_API_KEY")
-    if needs_api_key(cfg.judge_base_url) and not key:
+    judge_needed = not is_mock(cfg.judge_model) and not cfg.predict_only
+    if needs_api_key(cfg.judge_base_url) and not key and judge_needed:
         raise ConfigError(
             f"--judge_base_url {cfg.judge_base_url} needs an API key: set OPENAI_API_KEY "
             "(or point --judge_base_url at an OpenAI-compatible server)"
@@ -196,11 +214,17 @@ def execute(cfg: RunConfig) -> int:
             out_console.print(line, highlight=False)
         return 0
     api_key = check_keys(cfg)
+    if cfg.preflight:
+        run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
     if injected is not None:  # only when given, so runs without it keep their fingerprints
         spec["inject_profile"] = injected
     inputs, lineage = run_inputs(cfg, datas)
     run_dir = cfg.output_path
+    if cfg.judge_existing:
+        from harness.predict import adopt_judge_settings
+
+        adopt_judge_settings(run_dir, spec)
     stage = Stage(
         run_dir, cfg.mode, spec, inputs, flag="--output_path", owned=_run_owned,
         record_names=("run.json",), lineage=lineage,
@@ -209,7 +233,7 @@ def execute(cfg: RunConfig) -> int:
     decision = stage.open(overwrite=cfg.overwrite)
     try:
         if decision == "done":
-            return _already_done(run_dir)
+            return _already_done(run_dir, cfg.max_unscored)
         return _execute(cfg, tasks, datas, judges, spec, stage, decision == "resume", api_key)
     finally:
         stage.close()
@@ -244,17 +268,17 @@ def _first_sha(datas: Mapping[str, TaskData]) -> str:
 
 def _run_owned(name: str) -> bool:
     """Names a run writes in its directory (besides the exports it records as outputs)."""
-    return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat")
+    return name in RUN_FILES or name in ("results.json", "ditto_review.jsonl", "fastchat", LOG_FILE)
 
 
-def _already_done(run_dir: Path) -> int:
+def _already_done(run_dir: Path, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:
     """Same configuration, already complete: report the stored results, do no work."""
     console.print(f"[bold]{run_dir}[/]: this run is already complete (same fingerprint); nothing to do")
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return 0
-    return report_exit(results)
+    return report_exit(results, max_unscored=max_unscored)
 
 
 def _execute(
@@ -278,10 +302,15 @@ def _execute(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed": resuming,
         "status": "running",
+        "model_name": cfg.model_name or None,
+        "mock": mock_parts(cfg, judges),
+        "predict_only": cfg.predict_only,
     }
     atomic_write_json(run_dir / "run.json", run_json)
     cache = _cache(cfg)
     journal = Journal(run_dir / "journal.jsonl")
+    stage.add_outputs(LOG_FILE)
+    run_log = attach_run_log(run_dir)
     try:
 
         def factory() -> ChatBackend:
@@ -301,11 +330,15 @@ def _execute(
             is_local=lambda b: not getattr(b, "is_api", True),
         )
         calls, done = plan_calls(tasks, sessions, journal)
+        if cfg.predict_only:
+            calls = []
         clients: dict[str, Completer] = {}
         by_model: dict[str, Completer] = {}
         for name in tasks:
             model = judges[name].model
-            if model not in by_model:
+            if model not in by_model and is_mock(model):
+                by_model[model] = MockJudge()  # scripted, never cached
+            elif model not in by_model:
                 client = ChatClient(
                     base_url=cfg.judge_base_url, model=model, api_key=api_key,
                     concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
@@ -336,6 +369,7 @@ def _execute(
         raise
     finally:
         journal.close()
+        run_log.close()
         if cache is not None:
             cache.close()
     records = build_records(tasks, sessions, journal)
@@ -343,22 +377,120 @@ def _execute(
     stage.add_outputs(*summary["files"])
     stage.finish("complete" if summary["complete"] else "incomplete")
     summary["this_invocation"] = {"rollout": roll, "judge": judged}
-    return report_exit(summary)
+    if run_json["mock"]:  # scripted replies or verdicts: said in results.json and in every table title
+        summary["mock"] = run_json["mock"]
+        mark_results(run_dir, {"mock": run_json["mock"]})
+    if cfg.wandb_args is not None:
+        from harness.wandb_log import log_to_wandb
+
+        log_to_wandb(cfg.wandb_args, run_dir, summary, run_json)
+    return report_exit(
+        summary, run_dir=run_dir, records=records, max_unscored=cfg.max_unscored,
+        predict_only=cfg.predict_only,
+    )
 
 
-def report_exit(summary: Mapping[str, Any]) -> int:
-    from harness.report import print_results
+def report_exit(
+    summary: Mapping[str, Any],
+    *,
+    run_dir: Path | None = None,
+    records: Mapping[str, Any] | None = None,
+    max_unscored: float = DEFAULT_MAX_UNSCORED,
+    predict_only: bool = False,
+) -> int:
+    """Print the results and the causes of failures; the exit code (0 complete, 1 incomplete or too many
+    unscored turns)."""
+    from harness.report import failure_causes, is_deterministic, print_causes, print_results
+    from harness.unscored import exceeded
 
     print_results(summary)
+    causes = failure_causes(records) if records is not None else None
+    if causes is not None:
+        print_causes(causes)
     gen_missing = summary["rollout"]["turns_missing"]
     judge_missing = summary["judging"]["calls_missing"]
+    if predict_only:
+        if gen_missing:
+            console.print(f"[red]incomplete[/]: {gen_missing} turns without a reply")
+            return 1
+        console.print(f"predictions recorded; judge them with: ditto-bench judge {run_dir}")
+        return 0
+    code = 0
     if gen_missing or judge_missing:
+        failed = [c for counter in (causes or {}).values() for c in counter]
+        all_deterministic = bool(failed) and all(is_deterministic(c) for c in failed)
+        advice = (
+            "the causes above fail the same way again: fix them first, then re-run the same command"
+            if all_deterministic else "re-run the same command to retry them"
+        )
         console.print(
             f"[red]incomplete[/]: {gen_missing} turns without a reply and {judge_missing} judge calls that "
-            "failed; re-run the same command to retry them"
+            f"failed; {advice}"
         )
-        return 1
-    return 0
+        code = 1
+    over = exceeded(summary, max_unscored)
+    if over:
+        worst, share = next(iter(over.items()))
+        console.print(
+            f"[red]unscored[/]: {worst} has {share:.0%} of its turns unscored (limit --max_unscored "
+            f"{max_unscored:g})" + (f"; also {', '.join(list(over)[1:])}" if len(over) > 1 else "")
+        )
+        if run_dir is not None:
+            mark_results(run_dir, {"unscored_exceeded": {"limit": max_unscored, "metrics": over}})
+        code = 1
+    return code
+
+
+def mark_results(run_dir: Path, fields: Mapping[str, Any]) -> None:
+    """Add ``fields`` to ``results.json`` (rewritten atomically)."""
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8"))
+    results.update(fields)
+    atomic_write_json(path, results)
+
+
+def _judge_is_mock(cfg: RunConfig) -> bool:
+    return is_mock(cfg.judge_model)
+
+
+def mock_parts(cfg: RunConfig, judges: Mapping[str, JudgeSettings]) -> list[str]:
+    """Which side of the run is the scripted mock (``target``, ``judge``); empty for a real run."""
+    out = []
+    if cfg.mode == "run" and is_mock(cfg.model):
+        out.append("target")
+    if any(is_mock(j.model) for j in judges.values()) and not cfg.predict_only:
+        out.append("judge")
+    return out
+
+
+def run_preflight(cfg: RunConfig, judges: Mapping[str, JudgeSettings], api_key: str | None) -> None:
+    """One minimal request to every API endpoint of the run (judge models, an API target)."""
+    from harness.preflight import Endpoint, check_endpoint, preflight_disabled
+
+    if preflight_disabled():
+        return
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning[/]: {msg}", highlight=False)
+
+    endpoints: list[Endpoint] = []
+    if not cfg.predict_only:
+        seen: set[tuple[str, int]] = set()
+        for js in judges.values():
+            n = 1 if cfg.judge_split_samples else js.samples
+            if is_mock(js.model) or (js.model, n) in seen:
+                continue
+            seen.add((js.model, n))
+            timeout = min(cfg.judge_timeout, 30.0)
+            endpoints.append(Endpoint("judge", cfg.judge_base_url, js.model, api_key, n=n, timeout=timeout))
+    if cfg.mode == "run" and cfg.model is not None:
+        from harness.backends import api_target
+
+        target = api_target(cfg.model, cfg.model_args)
+        if target is not None:
+            endpoints.append(target)
+    for ep in endpoints:
+        check_endpoint(ep, warn)
 
 
 def _public_config(cfg: RunConfig) -> dict[str, Any]:
@@ -378,20 +510,36 @@ def _public_model_args(cfg: RunConfig) -> dict[str, Any]:
     return redact_args(parse_kv_args(cfg.model_args, "--model_args"))
 
 
-def rescore(run_dir: Path, *, n_boot: int | None = None) -> int:
+def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = DEFAULT_MAX_UNSCORED) -> int:
     """``ditto-bench score DIR``: re-aggregate from ``samples.jsonl`` without any model or judge call.
 
     Takes the directory's lock, so a run or judge still writing there refuses it (exit 2); the stage
     record's output hashes and status follow the rewritten files.
     """
     from harness.dirlock import DirLock
+    from harness.include import include_tasks
+    from harness.jsonl import read_jsonl
     from harness.records import rescore_records
 
+    run_path = run_dir / "run.json"
+    if run_path.exists():  # the run's user tasks (a missing or broken run.json is rescore_records' to report)
+        try:
+            recorded = json.loads(run_path.read_text(encoding="utf-8")).get("config", {}).get("include_paths")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        include_tasks([p for p in recorded or [] if Path(p).is_dir()])
     lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
     with lock:
         summary = rescore_records(run_dir, n_boot=n_boot)
         _rescored_stage(run_dir, summary)
-    return report_exit(summary)
+        mock = json.loads(run_path.read_text(encoding="utf-8")).get("mock")
+        if mock:
+            summary["mock"] = mock
+            mark_results(run_dir, {"mock": mock})
+    records: dict[str, list[dict[str, Any]]] = {}
+    for rec in read_jsonl(run_dir / "samples.jsonl"):
+        records.setdefault(rec["task"], []).append(rec)
+    return report_exit(summary, run_dir=run_dir, records=records, max_unscored=max_unscored)
 
 
 def _rescored_stage(run_dir: Path, summary: Mapping[str, Any]) -> None:

@@ -101,6 +101,8 @@ async def _run(
             result = await clients[p.task].complete(p.call.messages, params[p.task], n=n)
             journal.append(judge_entry(p, result))
             counts[result.status] += 1
+            if result.status != "ok":
+                progress.note_failure(bar)
             progress.advance(bar)
 
         try:

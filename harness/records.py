@@ -35,6 +35,8 @@ def _generation(journal: Journal, s: Session, turn: int) -> dict[str, Any]:
     out = {k: g.get(k) for k in keys}
     if "raw_text" in g:  # the backend's text before the task's post-processing (e.g. MT-Bench's strip)
         out["raw_text"] = g["raw_text"]
+    if "max_gen_toks_clamped" in g:  # lowered to what the model's context left after the prompt
+        out["max_gen_toks_clamped"] = g["max_gen_toks_clamped"]
     return out
 
 

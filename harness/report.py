@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from harness.progress import out_console
@@ -46,7 +49,9 @@ def print_results(results: Mapping[str, Any]) -> None:
     for name, res in results["tasks"].items():
         metrics = res.get("metrics", {})
         ci = res.get("ci95", {})
-        table = Table(title=f"{name} (v{res.get('version')})")
+        mock = results.get("mock")
+        label = f" [MOCK {' and '.join(mock)}: scripted, not a real model]" if mock else ""
+        table = Table(title=f"{name} (v{res.get('version')}){label}")
         nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
         if nested:
             first = list(next(iter(nested.values())))
@@ -87,3 +92,57 @@ def print_results(results: Mapping[str, Any]) -> None:
             out_console.print(f"  failures: {fails}")
         usage = res.get("usage") or {}
         out_console.print("  judge usage: " + ", ".join(f"{k}={v}" for k, v in usage.items()))
+
+
+# -- failure causes ----------------------------------------------------------------------------------------
+
+_DETERMINISTIC = re.compile(
+    r"maximum context length|context length|context window|too many tokens|prompt is too long|"
+    r"exceeds the (?:model's )?(?:maximum|max)|max_length|HTTP 40[0134]\b|HTTP 422\b|\b40[0134] Client Error|"
+    r"invalid_api_key|"
+    r"model_not_found|does not exist",
+    re.IGNORECASE,
+)
+
+
+def cause_of(error: str | None) -> str:
+    """``error type: first line of the message`` (at most 160 characters), secrets redacted."""
+    from harness.redact import redact
+
+    text = redact(str(error or "no error message")).strip()
+    first = text.splitlines()[0] if text else "no error message"
+    return first[:160]
+
+
+def is_deterministic(cause: str) -> bool:
+    """A failure that re-running the same command reproduces (bad request, key, model, context length)."""
+    return _DETERMINISTIC.search(cause) is not None
+
+
+def failure_causes(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Counter[str]]:
+    """Counts of each cause of a failed generation (``rollout``) and judge call (``judging``)."""
+    roll: Counter[str] = Counter()
+    jud: Counter[str] = Counter()
+    for recs in records.values():
+        for rec in recs:
+            for turn in rec.get("turns", []):
+                gen = turn.get("generation") or {}
+                if gen.get("status") == "error":
+                    roll[cause_of(gen.get("error"))] += 1
+                for j in (turn.get("judgments") or {}).values():
+                    if j.get("status") not in ("ok", "pending"):
+                        jud[cause_of(j.get("error") or j.get("status"))] += 1
+    return {"rollout": roll, "judging": jud}
+
+
+def print_causes(causes: Mapping[str, Counter[str]], top: int = 5) -> None:
+    """The most frequent causes of each phase, one line each, on stderr."""
+    from harness.progress import console
+
+    for phase, counter in causes.items():
+        if not counter:
+            continue
+        console.print(f"[bold]{phase} failures[/] ({sum(counter.values())}), top causes:")
+        for cause, count in counter.most_common(top):
+            tag = " [dim](deterministic: re-running fails the same way)[/]" if is_deterministic(cause) else ""
+            console.print(f"  {count:>6} × {escape(cause)}{tag}")

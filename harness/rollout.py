@@ -88,6 +88,8 @@ def gen_entry(
     }
     if res.ok and text != res.text:
         entry["raw_text"] = res.text
+    if res.max_gen_toks_clamped is not None:  # the context could not hold the requested max_gen_toks
+        entry["max_gen_toks_clamped"] = res.max_gen_toks_clamped
     return entry
 
 
@@ -134,5 +136,6 @@ def rollout(
                     counts["generated"] += 1
                 else:
                     counts["failed"] += 1
+                    progress.note_failure(bar)
     counts["pending"] = pending_turns(todo, journal)
     return counts

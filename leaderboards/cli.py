@@ -74,6 +74,11 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         "marked with a variant letter (default: refuse)",
     )
     p.add_argument(
+        "--allow_mock",
+        action="store_true",
+        help="accept runs made with the scripted `mock` model or judge (default: refuse); they are noted",
+    )
+    p.add_argument(
         "--semantics",
         choices=SEMANTICS,
         default="robust",
@@ -120,6 +125,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
     definition = load_definition(args.definition)
     labels = _labels(args.label)
     runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
+    mocked = [r for r in runs if r.mock]
+    if mocked and not args.allow_mock:
+        raise DittoError(
+            f"{mocked[0].path}: made with the scripted mock {' and '.join(mocked[0].mock)}, not a real "
+            "model; pass --allow_mock to show it"
+        )
+    mock_notes = [
+        f"MOCK: {r.model} ({r.path.name}) used the scripted mock {' and '.join(r.mock)}; "
+        "its numbers mean nothing"
+        for r in mocked
+    ]
     names = list(args.reported_set)
     if args.reported:
         if definition.default_reported is None:
@@ -133,7 +149,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         allow_mixed=args.allow_mixed,
         tasks=split_list(args.tasks) if args.tasks else None,
         title=args.title,
-        notes=args.note,
+        notes=[*mock_notes, *args.note],
         semantics=args.semantics,
     )
     style = Style(

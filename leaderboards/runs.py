@@ -1,8 +1,9 @@
 """Reading run records for leaderboards and comparisons (``run.json`` and the typed ``results.json``).
 
-The model's name comes from the run record: the ``model=`` / ``pretrained=`` argument of a ``run``, or the
-responses file recorded by a ``judge`` run (FastChat names a model after its answer file, and the record keeps
-that path). Directory names are never read.
+The model's name comes from the run record: ``run --model_name``, else the ``model=`` / ``pretrained=``
+argument of a ``run`` (``<base>+<adapter dir>`` with a LoRA ``peft=``), or the responses file recorded by a
+``judge`` run (FastChat names a model after its answer file, and the record keeps that path). Directory names
+are never read.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class RunInfo:
     mode: str
     complete: bool
     tasks: dict[str, TaskRun]
+    mock: tuple[str, ...] = ()  # "target" and/or "judge" when the run used the scripted mock model
 
 
 def endpoint_label(base_url: str) -> str:
@@ -91,7 +93,11 @@ def model_label(spec: dict[str, Any]) -> str:
     for key in ("model", "pretrained"):
         value = args.get(key)
         if isinstance(value, str) and value:
-            return value.rstrip("/").split("/")[-1] if key == "pretrained" else value
+            name = value.rstrip("/").split("/")[-1] if key == "pretrained" else value
+            peft = args.get("peft")
+            if isinstance(peft, str) and peft:  # a LoRA evaluation: <base>+<adapter dir name>
+                name = f"{name}+{peft.rstrip('/').split('/')[-1]}"
+            return name
     return str(model.get("model") or "unknown")
 
 
@@ -133,10 +139,11 @@ def read_run(run_dir: Path, label: str | None = None) -> RunInfo:
         )
     return RunInfo(
         path=run_dir,
-        model=label or model_label(spec),
+        model=label or run.get("model_name") or model_label(spec),
         mode=str(spec.get("mode", "run")),
         complete=bool(results.get("complete")),
         tasks=tasks,
+        mock=tuple(run.get("mock") or ()),
     )
 
 

@@ -13,6 +13,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Set for the whole session (module- and session-scoped fixtures included): the preflight request would add
+# one request to every exact request count of the e2e tests, and many of them script judges whose verdicts
+# deliberately do not parse. The preflight and the unscored gate have their own tests
+# (tests/test_failfast_*.py), which put the real defaults back with monkeypatch.
+os.environ["DITTO_BENCH_NO_PREFLIGHT"] = "1"
+os.environ["DITTO_BENCH_MAX_UNSCORED"] = "1"
 
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402  (after the offline env is set)
 

@@ -171,10 +171,10 @@ def test_bad_kv_syntax(
 @pytest.mark.parametrize(
     ("model", "model_args"),
     [
-        ("local-chat-completions", "model=roleplayer,base_url={base_url}"),  # not the full endpoint
+        ("local-chat-completions", "model=roleplayer,base_url=127.0.0.1:8000/v1"),  # no scheme
         ("hff", "model=roleplayer,base_url={chat_url}"),  # no such backend
     ],
-    ids=["base_url_not_endpoint", "unknown_model"],
+    ids=["base_url_not_a_url", "unknown_model"],
 )
 def test_bad_backend_config_writes_nothing(
     judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str], model: str, model_args: str

@@ -48,7 +48,8 @@ def _is_judge(body: dict[str, Any]) -> bool:
 
 def _cli(args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None,
          script: str | None = None) -> subprocess.CompletedProcess[bytes]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DITTO_BENCH_")}
+    keep = ("DITTO_BENCH_NO_PREFLIGHT", "DITTO_BENCH_MAX_UNSCORED")  # the session's test settings (conftest)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DITTO_BENCH_") or k in keep}
     full_env.update(OPENAI_API_KEY=JUDGE_KEY, DITTO_BENCH_CACHE_DIR=str(tmp_path / "cache"),
                     PYTHONPATH=str(REPO_ROOT), **(env or {}))
     cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "harness.cli", *args]

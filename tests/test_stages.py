@@ -296,7 +296,8 @@ def test_a_start_that_failed_before_any_work_is_reused(
 
     with monkeypatch.context() as m:
         m.setattr(engine, "load_backend", broken)
-        assert main(_run_cmd(judge_server, out, MINI, model_args=",num_concurrent=abc")) == 2
+        # (num_concurrent=abc itself is now refused before the directory exists: harness/validate.py)
+        assert main(_run_cmd(judge_server, out, MINI, model_args=",num_concurrent=3")) == 2
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
     assert read_stage(out).status == "failed"  # type: ignore[union-attr]
     # the corrected command (another fingerprint) reuses the directory without --overwrite

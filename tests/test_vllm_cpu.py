@@ -173,6 +173,43 @@ def test_generate_supervisor_vllm(vllm_model_dir: Path, tmp_path: Path) -> None:
         assert meta["supervisor"]["backend"] == "vllm"
 
 
+def test_vllm_run_batch_reads_our_batch_request_file(vllm_model_dir: Path, tmp_path: Path) -> None:
+    """The Batch-API request file `--judge_batch` uploads is also input for vLLM's offline batch runner
+    (docs/judges.md), and its output file is read back by the same row parser."""
+    from harness.batch_judge import completion_of, parse_rows
+    from harness.cli import main
+    from tests.support.fake_batch import FakeBatchAPI
+    from tests.test_batch_judge import _batch_cmd
+    from tests.test_e2e_wikiroleeval import _two_sessions, _verdicts
+    from tests.wre_support import scripted_judge
+
+    responses, (a, b) = _two_sessions(tmp_path)
+    out = tmp_path / "batch"
+    with FakeBatchAPI() as api:
+        api.responder = scripted_judge(_verdicts(a, b))
+        extra = ("--judge_max_tokens", "8")
+        assert main(_batch_cmd(api, responses, out, tmp_path / "c.sqlite", *extra)) == 0
+    (requests,) = sorted((out / "batches").glob("requests-*.jsonl"))
+    sent = [json.loads(line) for line in requests.read_text(encoding="utf-8").splitlines()]
+    result = tmp_path / "vllm_out.jsonl"
+    proc = _vllm(
+        [
+            "-m", "vllm.entrypoints.openai.run_batch", "-i", str(requests), "-o", str(result),
+            "--model", str(vllm_model_dir), "--served-model-name", "judge-x", "--dtype", "float32",
+            "--max-model-len", "2048", "--enforce-eager",
+        ],
+        env=VLLM_OWN,
+    )
+    _check(proc)
+    rows = parse_rows(result.read_text(encoding="utf-8"), "vllm run-batch")
+    assert set(rows) == {line["custom_id"] for line in sent}
+    for line in sent:
+        row = rows[line["custom_id"]]
+        assert row.error is None and row.body is not None
+        completion = completion_of(row.body, line["body"].get("n", 1))
+        assert completion.status == "ok" and all(isinstance(t, str) for t in completion.texts)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -245,40 +282,3 @@ def test_vllm_serve_as_judge_and_target(vllm_server: str, tmp_path: Path) -> Non
             for j in turn["judgments"].values():
                 assert j["status"] == "ok", j.get("error")
                 assert len(j["completions"]) == 3 and all(isinstance(c, str) for c in j["completions"])
-
-
-def test_vllm_run_batch_reads_our_batch_request_file(vllm_model_dir: Path, tmp_path: Path) -> None:
-    """The Batch-API request file `--judge_batch` uploads is also input for vLLM's offline batch runner
-    (docs/judges.md), and its output file is read back by the same row parser."""
-    from harness.batch_judge import completion_of, parse_rows
-    from harness.cli import main
-    from tests.support.fake_batch import FakeBatchAPI
-    from tests.test_batch_judge import _batch_cmd
-    from tests.test_e2e_wikiroleeval import _two_sessions, _verdicts
-    from tests.wre_support import scripted_judge
-
-    responses, (a, b) = _two_sessions(tmp_path)
-    out = tmp_path / "batch"
-    with FakeBatchAPI() as api:
-        api.responder = scripted_judge(_verdicts(a, b))
-        extra = ("--judge_max_tokens", "8")
-        assert main(_batch_cmd(api, responses, out, tmp_path / "c.sqlite", *extra)) == 0
-    (requests,) = sorted((out / "batches").glob("requests-*.jsonl"))
-    sent = [json.loads(line) for line in requests.read_text(encoding="utf-8").splitlines()]
-    result = tmp_path / "vllm_out.jsonl"
-    proc = _vllm(
-        [
-            "-m", "vllm.entrypoints.openai.run_batch", "-i", str(requests), "-o", str(result),
-            "--model", str(vllm_model_dir), "--served-model-name", "judge-x", "--dtype", "float32",
-            "--max-model-len", "2048", "--enforce-eager",
-        ],
-        env=VLLM_OWN,
-    )
-    _check(proc)
-    rows = parse_rows(result.read_text(encoding="utf-8"), "vllm run-batch")
-    assert set(rows) == {line["custom_id"] for line in sent}
-    for line in sent:
-        row = rows[line["custom_id"]]
-        assert row.error is None and row.body is not None
-        completion = completion_of(row.body, line["body"].get("n", 1))
-        assert completion.status == "ok" and all(isinstance(t, str) for t in completion.texts)

@@ -19,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace a run with another configuration in --out"
     )
+    p.add_argument(
+        "--no_preflight",
+        action="store_true",
+        help="skip the one minimal request to an API supervisor before any work (by default a rejected "
+        "key, unknown model, unreachable host or an endpoint ignoring `n` stops the command, exit 2)",
+    )
     return p
+
+
+def _check_gen(gen: dict[str, Any]) -> None:
+    """Value types and ranges of the decoding keys (harness.validate), before anything is created."""
+    from harness.progress import console
+    from harness.validate import check_gen_kwargs
+
+    check_gen_kwargs(gen, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
+
+
+def _preflight(sup: Any, args: argparse.Namespace, n_samples: int) -> None:
+    """One minimal request to an API supervisor (harness.preflight); local supervisors have no endpoint."""
+    from ditto_train.generate.supervisor import ApiSupervisor
+    from harness.preflight import Endpoint, check_endpoint, preflight_disabled
+    from harness.progress import console
+
+    if args.no_preflight or preflight_disabled():
+        return
+    if not isinstance(sup, ApiSupervisor):
+        return
+    client = sup.client
+    key = getattr(client, "_api_key", None)
+    n = 1 if client.split_samples else n_samples
+    endpoint = Endpoint(
+        "supervisor", client.base_url, client.model, None if key in (None, "EMPTY") else key, n=n,
+        timeout=min(float(getattr(client, "_timeout", 30.0)), 30.0),
+    )
+    check_endpoint(endpoint, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -214,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     gen = parse_gen_kwargs(args.gen_kwargs)
+    _check_gen(gen)
     templates = load_templates(args.templates)
     index = KnowledgeIndex(cfg.knowledge)
     entries = select_entries(cfg, index)
@@ -228,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
     sup = make_supervisor(
         args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed, cache=cache
     )
+    _preflight(sup, args, cfg.n_query_samples)
     identity = {k: sup.spec.get(k) for k in ("backend", "model", "gen_kwargs")}
     spec = {
         "kind": "ditto-generate",
@@ -364,6 +401,17 @@ def _generate(
     stage.finish(report["status"])
     print_report(report)
     print(merged[0])
+    if merged[1] == 0:  # an empty output is a failed command, whatever the reason
+        reasons = Counter(stats.reasons)
+        if stats.api_errors:
+            reasons["supervisor errors"] += stats.api_errors
+        top = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
+        print(
+            f"ditto-bench generate: 0 sessions written to {merged[0]}; "
+            + (f"top rejection reasons: {top}" if top else f"no eligible role in the {cfg.split} split"),
+            file=sys.stderr,
+        )
+        return 1
     if stats.api_errors:
         print(
             f"ditto-bench generate: {stats.api_errors} sessions failed with supervisor errors; "

@@ -31,6 +31,7 @@ from harness.backends.base import GenerationResult, parse_kv_args, redact_args
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, SamplingParams, needs_api_key
 from harness.completer import CacheScope, with_cache
+from harness.endpoint import api_root
 from harness.errors import ConfigError
 from harness.redact import redact, register_secret
 from harness.types import ChatMessage, Completion, Usage
@@ -134,7 +135,7 @@ class ApiSupervisor:
         base = str(args.get("base_url") or (OPENAI_BASE_URL if name == "openai-chat-completions" else ""))
         if not base:
             raise ConfigError("--supervisor_args: local-chat-completions needs base_url=http://HOST:PORT/v1")
-        base = base.rstrip("/").removesuffix("/chat/completions")
+        base = api_root(base, "--supervisor_args base_url")  # …/v1 or …/v1/chat/completions, one rule
         key = supervisor_api_key(args, base)
         if needs_api_key(base) and not key:
             raise ConfigError(

@@ -101,13 +101,17 @@ def build_trainer(prep: Prepared) -> SFTTrainer:
         model = AutoModelForCausalLM.from_pretrained(str(cfg.model), **_model_init_kwargs(cfg))
         model.resize_token_embeddings(len(prep.tokenizer))
         args.model_init_kwargs = None  # used above; TRL would warn that they are ignored
+    from harness.progress import trainer_status_callback
+
     dataset = Dataset.from_list([{"messages": list(m)} for m in prep.conversations])
+    status = trainer_status_callback()  # status lines in batch logs, where the Trainer's bar is silent
     return SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=prep.tokenizer,
         peft_config=_lora_config(cfg) if cfg.mode == "lora" else None,
+        callbacks=[status] if status is not None else None,
     )
 
 

@@ -19,7 +19,7 @@ class GenerationResult:
 
     ``sent_messages`` is exactly what the model saw after the harness's own handling (system prompt
     merged into the first user turn for templates without a system role, oldest turns trimmed to fit
-    the context window); ``notes`` lists those interventions.
+    the context window, ``max_gen_toks`` lowered to what the context leaves); the fields record them.
     """
 
     text: str | None
@@ -29,6 +29,9 @@ class GenerationResult:
     trimmed_turns: int = 0
     truncated: bool = False
     cached: bool = False
+    # Local models: the requested max_gen_toks did not fit the context with the prompt, so it was lowered to
+    # what the context leaves after the prompt (the record keeps both).
+    max_gen_toks_clamped: int | None = None
 
     @property
     def ok(self) -> bool:

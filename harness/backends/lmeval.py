@@ -36,6 +36,7 @@ from harness.types import ChatMessage
 LOCAL_BACKENDS = frozenset({"hf", "hf-auto", "huggingface", "vllm"})
 API_BACKENDS = frozenset({"local-chat-completions", "openai-chat-completions"})
 CHUNK = 64  # requests per lm-eval call: big enough for batching, small enough for a live progress bar
+MIN_CLAMPED_GEN = 16  # below this many free tokens the history is trimmed further instead
 TARGET_KEY_VARIABLE = "DITTO_BENCH_TARGET_API_KEY"
 OPENAI_CHAT_URL = "https://api.openai.com/v1/chat/completions"
 
@@ -90,6 +91,14 @@ def trim_history(messages: list[ChatMessage], drop_pairs: int) -> list[ChatMessa
     head = [m for m in messages[:1] if m["role"] == "system"]
     body = messages[len(head) :]
     return head + body[2 * drop_pairs :]
+
+
+def _effective(res: GenerationResult, gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The generation kwargs sent: ``max_gen_toks`` lowered where the context could not hold it."""
+    out = dict(gen_kwargs)
+    if res.max_gen_toks_clamped is not None:
+        out["max_gen_toks"] = res.max_gen_toks_clamped
+    return out
 
 
 class LmEvalChatBackend:
@@ -154,6 +163,20 @@ class LmEvalChatBackend:
                 res.trimmed_turns = drop
                 res.sent_messages = candidate
                 return prompt, res
+        # The requested max_gen_toks leaves no room for even the last turn: lower it to what the context
+        # leaves after the least-trimmed prompt that fits (a default of 2048 on a 2,048-token model).
+        for drop in range(0, n_pairs + 1):
+            candidate = trim_history(msgs, drop)
+            if res.system_merged:
+                candidate = merge_system(candidate)
+            prompt = self._render(candidate)
+            n_prompt = len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            room = int(self.lm.max_length) - n_prompt
+            if room >= MIN_CLAMPED_GEN:
+                res.trimmed_turns = drop
+                res.sent_messages = candidate
+                res.max_gen_toks_clamped = room
+                return prompt, res
         res.trimmed_turns = n_pairs
         res.truncated = True  # even the last turn alone does not fit: lm-eval left-truncates it
         res.sent_messages = candidate
@@ -196,7 +219,8 @@ class LmEvalChatBackend:
             idx = pending[start : start + CHUNK]
             reqs = [
                 Instance(
-                    request_type="generate_until", doc={}, arguments=(contexts[i], dict(gen_kwargs[i])), idx=j
+                    request_type="generate_until", doc={},
+                    arguments=(contexts[i], _effective(results[i], gen_kwargs[i])), idx=j,
                 )
                 for j, i in enumerate(idx)
             ]
@@ -254,19 +278,32 @@ class LmEvalChatBackend:
 
 
 def validate_backend(name: str, model_args: str | None) -> None:
-    """Cheap checks of ``--model``/``--model_args`` before anything is written (no model is loaded)."""
+    """Cheap checks of ``--model``/``--model_args`` before anything is written (no model is loaded):
+    value types, unknown keys (a warning with close matches), URL syntax, local paths."""
+    from harness.progress import console
+    from harness.validate import accepted_keys, check_local_model, check_model_args
+
     args = parse_kv_args(model_args, "--model_args")
-    _check_api_args(name, args)
-    _resolve_class(name)
+    _check_api_args(name, dict(args))
+    cls = _resolve_class(name)
+    known = accepted_keys(cls) | OUR_KEYS
+    check_model_args(
+        name, args, known, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False)
+    )
+    if name in LOCAL_BACKENDS:
+        check_local_model(args)
 
 
-def _check_api_args(name: str, args: Mapping[str, Any]) -> None:
+# Keys the harness itself reads from --model_args (on top of the backend class's own arguments).
+OUR_KEYS = frozenset({"seed", "device", "batch_size", "api_key"})
+
+
+def _check_api_args(name: str, args: dict[str, Any]) -> None:
+    """``base_url`` of an API model: root (``…/v1``) or full endpoint, normalised to the full endpoint."""
+    from harness.endpoint import chat_completions_url
+
     if name in API_BACKENDS and "base_url" in args:
-        if not str(args["base_url"]).rstrip("/").endswith("/chat/completions"):
-            raise ConfigError(
-                "--model_args base_url must be the full endpoint ending in /chat/completions, "
-                f"got {args['base_url']!r}"
-            )
+        args["base_url"] = chat_completions_url(str(args["base_url"]), "--model_args base_url")
 
 
 def _resolve_class(name: str) -> Any:
@@ -320,7 +357,7 @@ def load_backend(
         from harness.backends.vllm_compat import vllm_model_args
 
         vllm_model_args(args)
-    _check_api_args(name, args)
+    _check_api_args(name, args)  # normalises base_url to the full endpoint lm-eval wants
     cls = _resolve_class(name)
     sends_key = name in API_BACKENDS or hasattr(cls, "header")  # lm-eval's TemplateAPI family
     key = target_api_key(name, args) if sends_key else None

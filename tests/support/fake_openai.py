@@ -128,6 +128,8 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._n_created = 0
+        # Answer every request with one choice whatever its `n`, as some OpenAI-compatible servers do.
+        self.ignore_n = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,6 +240,7 @@ class FakeOpenAI:
             self._log.clear()
         self._responder = None
         self.latency = self._default_latency
+        self.ignore_n = False
 
     @property
     def pending_faults(self) -> int:
@@ -338,6 +341,8 @@ class FakeOpenAI:
         n = body.get("n") or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if self.ignore_n:
+            n = 1
         fn = self._responder or default_responder
         out = fn(body)
         if isinstance(out, str):
