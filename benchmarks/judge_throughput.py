@@ -59,9 +59,10 @@ def synthetic_responses(path: Path, n_sessions: int) -> None:
 
 
 def timed_judge_phase() -> dict[str, float]:
-    """Wrap the engine's judge phase to time it alone (loading and writing records excluded)."""
+    """Wrap the engine's rollout+judge phases (judge only here) to time them alone (loading and writing
+    records excluded)."""
     box: dict[str, float] = {}
-    original = engine.judge
+    original = engine.run_phases
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -71,7 +72,7 @@ def timed_judge_phase() -> dict[str, float]:
             box["judge_s"] = time.perf_counter() - t0
             box["judge_cpu_s"] = time.process_time() - c0
 
-    engine.judge = wrapper  # type: ignore[assignment]
+    engine.run_phases = wrapper  # type: ignore[assignment]
     return box
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.chat_client import ChatClient, SamplingParams
-from harness.completer import CachedCompleter, param_fields
+from harness.completer import CachedCompleter, Completer, param_fields
 from harness.errors import BackendError, ConfigError
 from harness.journal import Journal
 from harness.jsonl import atomic_write_text, iter_complete_lines
@@ -276,7 +276,7 @@ class BatchJudge:
     def __init__(
         self,
         *,
-        clients: Mapping[str, ChatClient],
+        clients: Mapping[str, Completer],
         settings: Mapping[str, JudgeSettings],
         journal: Journal,
         run_dir: Path,
@@ -306,8 +306,16 @@ class BatchJudge:
 
     # ----------------------------------------------------------------------------------- planning
 
+    def _chat_client(self, task: str) -> ChatClient:
+        """The judge's HTTP client (inside its cache wrapper, if any): its model and sample mode."""
+        client = self.clients[task]
+        inner = client.inner if isinstance(client, CachedCompleter) else client
+        if not isinstance(inner, ChatClient):
+            raise ConfigError("--judge_batch needs an OpenAI-compatible judge, not --judge_model mock")
+        return inner
+
     def _judgment(self, p: PlannedCall) -> _Judgment:
-        client, n = self.clients[p.task], self.settings[p.task].samples
+        client, n = self._chat_client(p.task), self.settings[p.task].samples
         params = self.params[p.task]
         if client.split_samples and n > 1:
             units = [_Unit(p, i, request_body(client, p, params, 1)) for i in range(n)]
@@ -527,7 +535,7 @@ class BatchJudge:
 
 def judge_in_batches(
     calls: Sequence[PlannedCall],
-    clients: Mapping[str, ChatClient],
+    clients: Mapping[str, Completer],
     settings: Mapping[str, JudgeSettings],
     journal: Journal,
     *,

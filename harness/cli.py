@@ -121,6 +121,9 @@ def _common_flags(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--wandb_args", default=None,
                    help="k=v,... for wandb.init (project=P,name=N,mode=offline,...): logs the results, the "
                         "results table and the run config to Weights & Biases (needs `pip install wandb`)")
+    p.add_argument("--max_consecutive_failures", type=int, default=20,
+                   help="stop a phase (rollout or judging) after this many failed calls in a row; the first "
+                        "400/401/403/404 stops it at once; a re-run resumes (default 20)")
     _judge_flags(p)
 
 
@@ -251,6 +254,10 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     _checked(args)
     if args.judge_batch_poll <= 0:
         raise ConfigError("--judge_batch_poll must be > 0")
+    if args.judge_batch and args.judge_model == "mock":
+        raise ConfigError("--judge_batch needs an OpenAI-compatible judge, not --judge_model mock")
+    if args.max_consecutive_failures < 1:
+        raise ConfigError("--max_consecutive_failures must be >= 1")
     gen_kwargs = parse_kv_args(getattr(args, "gen_kwargs", None), "--gen_kwargs")
     check_gen_kwargs(gen_kwargs, lambda m: console.print(f"[yellow]warning[/]: {m}", highlight=False))
     model_args = getattr(args, "model_args", None)
@@ -283,6 +290,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         n_boot=args.bootstrap_resamples,
+        max_consecutive_failures=args.max_consecutive_failures,
         preflight=not args.no_preflight,  # $DITTO_BENCH_NO_PREFLIGHT is checked where it runs
         max_unscored=args.max_unscored,
         predict_only=bool(getattr(args, "predict_only", False)),

@@ -16,18 +16,21 @@ from harness.backends import load_backend, validate_backend
 from harness.backends.base import ChatBackend, parse_kv_args, redact_args
 from harness.backends.lmeval import require_target_key
 from harness.backends.mock import MockJudge, is_mock
+from harness.breaker import DEFAULT_MAX_CONSECUTIVE
 from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
 from harness.completer import Completer, with_cache
+from harness.dirlock import DirLock
 from harness.errors import ConfigError
 from harness.identity import model_identity
 from harness.journal import Journal
 from harness.jsonl import atomic_write_json
-from harness.judging import judge, judge_calls_for, plan_calls
+from harness.judging import judge_calls_for, plan_calls
 from harness.lineage import training_lineage, with_upstream
+from harness.pipeline import run_phases
 from harness.progress import console
-from harness.records import build_records, finalize_run
+from harness.records import RecordStream, RecordWriter, finalize_run
 from harness.redact import redact
 from harness.rollout import pending_turns, rollout
 from harness.runlog import LOG_FILE, attach_run_log
@@ -78,6 +81,7 @@ class RunConfig:
     model_name: str | None = None  # the leaderboard name (run.json "model_name")
     include_paths: list[str] = field(default_factory=list)
     wandb_args: str | None = None
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE
     inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
@@ -213,6 +217,9 @@ def execute(cfg: RunConfig) -> int:
         for line in price_lines(plan):
             out_console.print(line, highlight=False)
         return 0
+    # A directory another process holds is refused before the preflight requests and the hashing of the
+    # model's weights (the lock itself is taken when the stage opens, below).
+    DirLock(cfg.output_path, cfg.mode).check_free()
     api_key = check_keys(cfg)
     if cfg.preflight:
         run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
@@ -309,6 +316,7 @@ def _execute(
     atomic_write_json(run_dir / "run.json", run_json)
     cache = _cache(cfg)
     journal = Journal(run_dir / "journal.jsonl")
+    writer = RecordWriter(run_dir, tasks, journal)  # each session's record as soon as it is complete
     stage.add_outputs(LOG_FILE)
     run_log = attach_run_log(run_dir)
     try:
@@ -325,13 +333,6 @@ def _execute(
         def gen_kwargs_for(s: Session) -> dict[str, Any]:
             return {**tasks[s.task].default_gen_kwargs(), **s.gen_overrides, **cfg.gen_kwargs}
 
-        roll = rollout(
-            all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed,
-            is_local=lambda b: not getattr(b, "is_api", True),
-        )
-        calls, done = plan_calls(tasks, sessions, journal)
-        if cfg.predict_only:
-            calls = []
         clients: dict[str, Completer] = {}
         by_model: dict[str, Completer] = {}
         for name in tasks:
@@ -346,25 +347,43 @@ def _execute(
                 )
                 by_model[model] = with_cache(client, cache, client.cache_scope)
             clients[name] = by_model[model]
-        if calls:
-            console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-        if cfg.judge_batch or cfg.judge_batch_cancel:  # batch mode: all replies first, then batches
-            from harness.batch_judge import BatchOptions, judge_in_batches
+        is_local = lambda b: not getattr(b, "is_api", True)  # noqa: E731
+        if cfg.predict_only or cfg.judge_batch or cfg.judge_batch_cancel:
+            # Replies first: predict-only stops there; batch mode then sends the judge calls in batches.
+            roll = rollout(all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed, is_local=is_local)
+            judged: dict[str, int] = {"ok": 0, "api_error": 0}
+            if not cfg.predict_only:
+                from harness.batch_judge import BatchOptions, judge_in_batches
 
-            judged = judge_in_batches(
-                calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
-                api_key=api_key, options=BatchOptions(
-                    poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
-                    cancel=cfg.judge_batch_cancel,
-                ),
+                calls, done = plan_calls(tasks, sessions, journal)
+                if calls:
+                    console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
+                judged = judge_in_batches(
+                    calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
+                    api_key=api_key, options=BatchOptions(
+                        poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
+                        cancel=cfg.judge_batch_cancel,
+                    ),
+                )
+        else:  # rollout and judging at once (harness/pipeline.py)
+            phases = run_phases(
+                tasks=tasks, sessions=all_sessions, journal=journal, clients=clients, judges=judges,
+                judge_concurrency=cfg.judge_concurrency,
+                backend_factory=factory if cfg.mode == "run" else None, gen_kwargs_for=gen_kwargs_for,
+                is_local=is_local, seed=cfg.seed, max_consecutive=cfg.max_consecutive_failures,
+                on_session_complete=writer.write,
             )
-        else:
-            judged = judge(calls, clients, judges, journal, done)
+            roll, judged = phases.rollout, phases.judge
+            if phases.backend_spec is not None:
+                run_json["backend"] = phases.backend_spec  # as loaded: e.g. hf's batch_size default
+            if phases.stopped:
+                run_json["stopped"] = phases.stopped
     except BaseException as exc:
         # Leave an honest record: the journal keeps what finished; re-running the same command resumes.
         run_json["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run_json["error"] = redact(f"{type(exc).__name__}: {exc}"[:500])
         atomic_write_json(run_dir / "run.json", run_json)
+        writer.close()
         stage.finish(run_json["status"], error=run_json["error"])
         raise
     finally:
@@ -372,8 +391,9 @@ def _execute(
         run_log.close()
         if cache is not None:
             cache.close()
-    records = build_records(tasks, sessions, journal)
-    summary = finalize_run(run_dir, tasks, records, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
+    writer.finish(sessions)  # samples.jsonl, in data order; nothing holds all records
+    journal.close()  # the reader writer.finish reopened
+    summary = finalize_run(run_dir, tasks, None, run_json, seed=cfg.seed, n_boot=cfg.n_boot)
     stage.add_outputs(*summary["files"])
     stage.finish("complete" if summary["complete"] else "incomplete")
     summary["this_invocation"] = {"rollout": roll, "judge": judged}
@@ -384,6 +404,9 @@ def _execute(
         from harness.wandb_log import log_to_wandb
 
         log_to_wandb(cfg.wandb_args, run_dir, summary, run_json)
+    # Failure causes are read back from samples.jsonl, one record at a time (none when complete).
+    samples = run_dir / "samples.jsonl"
+    records = None if summary["complete"] else {name: RecordStream(samples, name) for name in tasks}
     return report_exit(
         summary, run_dir=run_dir, records=records, max_unscored=cfg.max_unscored,
         predict_only=cfg.predict_only,
@@ -516,7 +539,6 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
     Takes the directory's lock, so a run or judge still writing there refuses it (exit 2); the stage
     record's output hashes and status follow the rewritten files.
     """
-    from harness.dirlock import DirLock
     from harness.include import include_tasks
     from harness.jsonl import read_jsonl
     from harness.records import rescore_records
@@ -528,7 +550,10 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
         except (OSError, ValueError, AttributeError):
             recorded = None
         include_tasks([p for p in recorded or [] if Path(p).is_dir()])
-    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
+    if run_dir.is_dir():
+        DirLock(run_dir, "score").check_free()  # in use (also a run still starting): refused, naming it
+    # Only a run directory is locked: score on any other folder fails below without leaving a lock file there.
+    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_path.is_file() else _no_lock()
     with lock:
         summary = rescore_records(run_dir, n_boot=n_boot)
         _rescored_stage(run_dir, summary)

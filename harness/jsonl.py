@@ -255,5 +255,16 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``rows`` one JSON object per line to ``path`` atomically."""
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    """Write ``rows`` one JSON object per line to ``path`` atomically, one line at a time (``rows`` may be a
+    generator: nothing holds the whole file)."""
+    with atomic_open(path) as fh:
+        buf: list[bytes] = []
+        size = 0
+        for r in rows:
+            line = (json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8")
+            buf.append(line)
+            size += len(line)
+            if size >= 1 << 20:
+                fh.write(b"".join(buf))
+                buf, size = [], 0
+        fh.write(b"".join(buf))

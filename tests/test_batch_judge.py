@@ -293,3 +293,11 @@ def test_api_refusal_is_one_line_and_recorded(
     batch_api.refuse_create = None  # a re-run submits normally
     assert main(_batch_cmd(batch_api, responses, out, tmp_path / "c.sqlite")) == 0
     _check_golden(out)
+
+
+def test_batch_with_the_mock_judge_is_refused_before_anything(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = ["run", "--model", "mock", "--judge_model", "mock", "--tasks", "wikiroleeval",
+           "--data_path", "sample", "--output_path", str(out), "--judge_batch"]
+    assert main(cmd) == 2
+    assert not out.exists()

@@ -118,7 +118,8 @@ def test_bad_request_is_reported_as_deterministic(
     out = tmp_path / "run"
     assert main(_cmd(judge_server, out, "--no_preflight")) == 1
     err = capfd.readouterr().err
-    assert "rollout failures (2), top causes:" in err
+    # The circuit breaker stops the rollout at the first 400 (harness/breaker.py): 1 or 2 failures.
+    assert "rollout failures (" in err and "top causes:" in err
     assert "fail the same way again" in err and "re-run the same command to retry" not in err
 
 
@@ -136,7 +137,10 @@ def test_refused_judge_is_not_labelled_timed_out(
     err = capfd.readouterr().err
     assert "× connection refused" in err and "Request timed out" not in err, err
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
-    errors = {j["error"] for r in samples for t in r["turns"] for j in t["judgments"].values()}
+    errors = {  # calls the circuit breaker kept from being sent stay pending, without an error
+        j["error"] for r in samples for t in r["turns"] for j in t["judgments"].values()
+        if j["status"] != "pending"
+    }
     assert errors and all(e.startswith("connection refused") for e in errors), errors
 
 

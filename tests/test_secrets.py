@@ -143,7 +143,11 @@ def explode(self, *args, **kwargs):
     raise RuntimeError("backend exploded with headers {'Authorization': 'Bearer %s'} key=%s"
                        % (os.environ["OPENAI_API_KEY"], os.environ["OPENAI_API_KEY"]))
 
+async def aexplode(self, *args, **kwargs):
+    explode(self)
+
 lmeval.LmEvalChatBackend.generate = explode
+lmeval.LmEvalChatBackend.agenerate = aexplode  # the per-request path API targets take
 raise SystemExit(main(sys.argv[1:]))
 """
 

@@ -147,15 +147,19 @@ def merge_parts(out: Path, split: str, order: Mapping[tuple[str, str], int]) -> 
     """Write ``{split}.jsonl``: every finished session of all languages, in knowledge-base order.
 
     Only (sort key, file, offset) triples are held in memory; lines are copied by seeking. The file is
-    replaced atomically, so a reader never sees a half-written merge.
+    replaced atomically, so a reader never sees a half-written merge. A session written more than once
+    (two processes on one directory, before the directory lock) appears once: its last line wins.
     """
-    refs: list[tuple[int, int, Path, int]] = []
+    latest: dict[tuple[str, str], tuple[int, int, Path, int]] = {}
     for li, lang in enumerate(LANG_ORDER):
         path = part_path(out, split, lang)
         for offset, obj in iter_complete_lines(path):
             meta = obj.get("meta") or {}
+            rid = meta.get("id")
+            key = (str(rid), str(meta.get("lang", lang))) if rid is not None else (f"{path}:{offset}", "")
             rank = order.get((str(meta.get("id")), lang), 1 << 60)
-            refs.append((li, rank, path, offset))
+            latest[key] = (li, rank, path, offset)
+    refs = list(latest.values())
     refs.sort(key=lambda r: (r[0], r[1], r[3]))
     target = out / f"{split}.jsonl"
     handles: dict[Path, Any] = {}

@@ -17,10 +17,21 @@ whatever ``base_url`` they are given. The judge's key must never reach the model
 backend sets the request headers itself (:func:`target_api_key`): ``api_key=`` in ``--model_args``, else
 ``DITTO_BENCH_TARGET_API_KEY``, else, for ``openai-chat-completions`` against the OpenAI API only,
 ``OPENAI_API_KEY``; with none of these, no ``Authorization`` header is sent.
+
+The rollout sends them one request per turn through
+:meth:`LmEvalChatBackend.agenerate`: lm-eval's own ``apply_chat_template``, ``create_message``,
+``_create_payload``, ``header`` and ``parse_generations`` build and read each request (the payload is
+lm-eval's), posted on one kept-open aiohttp connection pool of ``num_concurrent`` connections with lm-eval's
+retry schedule, instead of ``generate_until``'s blocks, each with a new event loop and pool.
+
+``hf`` without ``batch_size`` in ``--model_args`` gets ``HF_DEFAULT_BATCH`` (``auto`` on a GPU): batching
+changes padding, which can change greedy outputs, so the value used is in the run record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -35,8 +46,10 @@ from harness.types import ChatMessage
 
 LOCAL_BACKENDS = frozenset({"hf", "hf-auto", "huggingface", "vllm"})
 API_BACKENDS = frozenset({"local-chat-completions", "openai-chat-completions"})
-CHUNK = 64  # requests per lm-eval call: big enough for batching, small enough for a live progress bar
+CHUNK = 64  # requests per lm-eval call (local models): big enough for batching, small enough for progress
 MIN_CLAMPED_GEN = 16  # below this many free tokens the history is trimmed further instead
+HF_DEFAULT_BATCH = {"cuda": "auto", "cpu": 16}  # hf's batch_size when --model_args gives none
+NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404})
 TARGET_KEY_VARIABLE = "DITTO_BENCH_TARGET_API_KEY"
 OPENAI_CHAT_URL = "https://api.openai.com/v1/chat/completions"
 
@@ -125,6 +138,7 @@ class LmEvalChatBackend:
         )
         self.spec: dict[str, Any] = {"model": name, "model_args": redact_args(args), "api": self.is_api}
         self._system_ok: bool | None = None
+        self._http: Any = None
 
     # -- local prompt rendering -------------------------------------------------------------------
     def _render(self, messages: Sequence[ChatMessage]) -> str:
@@ -277,6 +291,106 @@ class LmEvalChatBackend:
                 self.cache.store([key], [out])
 
 
+    # -- per-request path (API models) -------------------------------------------------------------
+    @property
+    def per_request(self) -> bool:
+        """True when the model has lm-eval's request-building methods (its TemplateAPI API models)."""
+        needed = ("_create_payload", "create_message", "parse_generations")
+        return (
+            self.is_api
+            and all(callable(getattr(self.lm, a, None)) for a in needed)
+            and isinstance(getattr(self.lm, "base_url", None), str)
+        )
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at once: lm-eval's ``num_concurrent`` (no other cap)."""
+        return max(1, int(getattr(self.lm, "_concurrent", 1) or 1))
+
+    def request_payload(self, conv: Sequence[ChatMessage], gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON body lm-eval itself would send for one conversation (its own payload code)."""
+        lm = self.lm
+        ctx = lm.apply_chat_template(list(conv))
+        payload: dict[str, Any] = lm._create_payload(
+            lm.create_message([ctx]), generate=True, gen_kwargs=copy.deepcopy(dict(gen_kwargs)),
+            seed=lm._seed, eos=lm.eos_string,
+        )
+        return payload
+
+    def _session(self) -> Any:
+        if getattr(self, "_http", None) is None:
+            import aiohttp
+
+            conn = aiohttp.TCPConnector(
+                limit=self.concurrency, limit_per_host=self.concurrency, ssl=self.lm.verify_certificate
+            )
+            self._http = aiohttp.ClientSession(
+                connector=conn, timeout=aiohttp.ClientTimeout(total=self.lm.timeout)
+            )
+        return self._http
+
+    async def agenerate(
+        self, conv: Sequence[ChatMessage], gen_kwargs: Mapping[str, Any], *, seed: int
+    ) -> GenerationResult:
+        """One reply for one conversation; never raises for a failed request (it becomes the error)."""
+        res = GenerationResult(text=None, sent_messages=list(conv))
+        key = self.scope.keys(conv, {**gen_kwargs, "seed": seed}, 1)[0] if self.cache is not None else None
+        hit = self.cache.lookup([key])[0] if self.cache is not None and key is not None else None
+        if hit is not None:
+            res.text, res.cached = hit, True
+            return res
+        try:
+            payload = self.request_payload(conv, gen_kwargs)
+        except Exception as exc:  # lm-eval refused to build the request: this turn's error
+            self._store(res, exc, None)
+            return res
+        self._store(res, await self._post(payload), key)
+        return res
+
+    async def _post(self, payload: Mapping[str, Any]) -> str | BaseException:
+        """POST with lm-eval's retry schedule (``max_retries`` attempts, 1 s doubling to 10 s), except that
+        a non-retryable status (400, 401, 403, 404) is not tried again."""
+        import aiohttp
+
+        http = self._session()
+        attempts = max(1, int(getattr(self.lm, "max_retries", 3) or 1))
+        last: BaseException = RuntimeError("no attempt made")
+        for attempt in range(1, attempts + 1):
+            try:
+                async with http.post(self.lm.base_url, json=payload, headers=self.lm.header) as resp:
+                    resp.raise_for_status()
+                    outputs = await resp.json(content_type=None)
+                answers = self.lm.parse_generations(outputs=outputs)
+                if len(answers) != 1:
+                    raise ValueError(f"response holds {len(answers)} answers for 1 request")
+                return answers[0] if answers[0] is not None else _null_answer()
+            except aiohttp.ClientResponseError as exc:
+                last = TargetHTTPError(f"HTTP {exc.status}: {exc.message}")
+                if exc.status in NON_RETRYABLE_STATUS:
+                    return last
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+                last = exc
+            if attempt < attempts:
+                await asyncio.sleep(min(10.0, max(1.0, 0.5 * 2 ** (attempt - 1))))
+        return last
+
+    async def aclose(self) -> None:
+        http = getattr(self, "_http", None)
+        if http is not None:
+            self._http = None
+            await http.close()
+
+
+class TargetHTTPError(RuntimeError):
+    """An HTTP error status from the model under test (recorded as ``TargetHTTPError: HTTP 401: ...``)."""
+
+
+def _null_answer() -> str:
+    from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+
+    return str(LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER)
+
+
 def validate_backend(name: str, model_args: str | None) -> None:
     """Cheap checks of ``--model``/``--model_args`` before anything is written (no model is loaded):
     value types, unknown keys (a warning with close matches), URL syntax, local paths."""
@@ -351,6 +465,9 @@ def load_backend(
         import torch
 
         args["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval defaults to cuda
+    if name in LOCAL_BACKENDS - {"vllm"} and "batch_size" not in args:
+        on_gpu = str(args.get("device", "")).startswith("cuda")
+        args["batch_size"] = HF_DEFAULT_BATCH["cuda" if on_gpu else "cpu"]
     if name in API_BACKENDS:
         args.setdefault("seed", seed)
     if name == "vllm":

@@ -61,7 +61,8 @@ def ensure_lmeval_sees_vllm() -> None:
         return
     real = metadata.version
     patched = _version_with_alias(real, found[0])
-    metadata.version = patched  # the module binds `version` from importlib.metadata when it is imported
+    # The module binds `version` from importlib.metadata when it is imported.
+    metadata.version = patched  # type: ignore[assignment]
     try:
         module = importlib.import_module(LMEVAL_VLLM_MODULE)
     finally:

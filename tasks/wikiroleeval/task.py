@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,22 +135,23 @@ class WikiRoleEval:
         ``turns_api_error`` and ``turns_pending`` all 0); consistency and knowledge always agree. What the
         released pipeline itself would give is the ``official`` block of ``results.json``.
         """
-        rows = []
-        for rec in records:
-            item = dict(rec["item"])
-            meta = dict(item.get("meta") or {})
-            meta.setdefault("lang", rec["lang"])
-            meta.setdefault("label", rec["label"])
-            meta.setdefault("rejection_labels", rec["rejection_labels"])
-            item["meta"] = meta
-            item["messages"] = rec["messages"]
-            derived = derive(rec)
-            judged = [t["turn"] for t in rec["turns"] if t["judgments"]]
-            item["consist_scores"] = [derived[(t, "consistency")].score for t in judged]
-            item["reject_scores"] = [derived[(t, "rejection")].verdict.value for t in judged]
-            item["knowledge_scores"] = [derived[(t, "knowledge")].score for t in judged]
-            rows.append(item)
-        atomic_write_jsonl(run_dir / REVIEW_FILE, rows)
+        def rows() -> Iterator[dict[str, Any]]:  # streamed: records are read back one at a time
+            for rec in records:
+                item = dict(rec["item"])
+                meta = dict(item.get("meta") or {})
+                meta.setdefault("lang", rec["lang"])
+                meta.setdefault("label", rec["label"])
+                meta.setdefault("rejection_labels", rec["rejection_labels"])
+                item["meta"] = meta
+                item["messages"] = rec["messages"]
+                derived = derive(rec)
+                judged = [t["turn"] for t in rec["turns"] if t["judgments"]]
+                item["consist_scores"] = [derived[(t, "consistency")].score for t in judged]
+                item["reject_scores"] = [derived[(t, "rejection")].verdict.value for t in judged]
+                item["knowledge_scores"] = [derived[(t, "knowledge")].score for t in judged]
+                yield item
+
+        atomic_write_jsonl(run_dir / REVIEW_FILE, rows())
         return [REVIEW_FILE]
 
 
