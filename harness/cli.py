@@ -28,6 +28,7 @@ DELEGATED = {
     "calibrate": "judges.calibrate.cli:main",
     "view": "leaderboards.viewer.cli:view_main",
     "lineage": "harness.lineage:main",
+    "sweep": "ditto_train.sweep.cli:main",
 }
 
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accepted for lm-eval compatibility: samples.jsonl is always written")
     run.add_argument("--apply_chat_template", nargs="?", const=True, default=None, metavar="TEMPLATE",
                      help="accepted for lm-eval compatibility: the model's chat template is always applied")
+    run.add_argument("--inject_profile", type=Path, default=None, metavar="KB",
+                     help="put each character's profile from this knowledge base into the system message, "
+                          "as response simulation does (supervision performance; Table 3 w/ Knowledge)")
     _common_flags(run)
 
     jd = sub.add_parser("judge", help="judge an existing responses file, or a run made with --predict_only")
@@ -289,6 +293,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         judge_batch_fallback=args.judge_batch_fallback,
         judge_batch_cancel=args.judge_batch_cancel,
         judge_batch_poll=args.judge_batch_poll,
+        inject_profile=getattr(args, "inject_profile", None),
     )
 
 

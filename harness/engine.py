@@ -82,6 +82,7 @@ class RunConfig:
     include_paths: list[str] = field(default_factory=list)
     wandb_args: str | None = None
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE
+    inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -223,6 +224,11 @@ def execute(cfg: RunConfig) -> int:
     check_ranges(cfg)  # every caller (run, judge, calibrate, scripts), not only the run CLI's flags
     cfg = with_api_root(cfg)
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
+    injected = None
+    if cfg.inject_profile is not None:
+        from ditto_train.generate.profile_context import inject_profiles
+
+        injected = inject_profiles(cfg.inject_profile, datas)
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":
         assert cfg.model is not None
@@ -249,6 +255,8 @@ def execute(cfg: RunConfig) -> int:
     if cfg.preflight:
         run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
+    if injected is not None:  # only when given, so runs without it keep their fingerprints
+        spec["inject_profile"] = injected
     inputs, lineage = run_inputs(cfg, datas)
     run_dir = cfg.output_path
     if cfg.judge_existing:

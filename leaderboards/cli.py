@@ -43,7 +43,8 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2).",
     )
     p.add_argument(
-        "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories (ditto-bench run/judge)"
+        "runs", nargs="*", type=Path, metavar="RUN_DIR",
+        help="run directories (ditto-bench run/judge), or sweep directories (ditto-bench sweep)"
     )
     p.add_argument(
         "--reported",
@@ -123,7 +124,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         check_plot_path(args.plot)
     definition = load_definition(args.definition)
     labels = _labels(args.label)
-    runs = [read_run(r, labels.get(str(Path(r)))) for r in args.runs]
+    runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
     mocked = [r for r in runs if r.mock]
     if mocked and not args.allow_mock:
         raise DittoError(
@@ -163,6 +164,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
         save_figure(leaderboard_figure(board)[0], args.plot)
     return 0
+
+
+def _expand_sweeps(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """Run directories as given; a sweep directory (``sweep.json``) stands for its baselines and fine-tuned
+    models, named ``seed`` and ``seed+ditto(supervisor)``."""
+    from ditto_train.sweep.board import is_sweep_dir, sweep_runs
+
+    out: list[tuple[Path, str | None]] = []
+    for p in paths:
+        out.extend(sweep_runs(p) if is_sweep_dir(p) else [(p, None)])
+    return out
 
 
 def _emit(text: str, out: Path | None) -> None:
