@@ -384,18 +384,18 @@ def _execute(
             roll = rollout(all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed, is_local=is_local)
             judged: dict[str, int] = {"ok": 0, "api_error": 0}
             if not cfg.predict_only:
-                from harness.batch_judge import BatchOptions, judge_in_batches
+                from harness.batch_judge import BatchJudge, BatchOptions
 
                 calls, done = plan_calls(tasks, sessions, journal)
                 if calls:
                     console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-                judged = judge_in_batches(
-                    calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
-                    api_key=api_key, options=BatchOptions(
+                judged = BatchJudge(
+                    clients=clients, settings=judges, journal=journal, run_dir=run_dir,
+                    base_url=cfg.judge_base_url, api_key=api_key, options=BatchOptions(
                         poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
                         cancel=cfg.judge_batch_cancel,
                     ),
-                )
+                ).judge(calls)
         else:  # rollout and judging at once (harness/pipeline.py)
             phases = run_phases(
                 tasks=tasks, sessions=all_sessions, journal=journal, clients=clients, judges=judges,

@@ -21,18 +21,9 @@ from harness.progress import out_console
 from leaderboards.board import build_board
 from leaderboards.compare import PairedResult, as_json, compare_runs
 from leaderboards.definition import SEMANTICS, load_definition, load_reported
+from leaderboards.labels import add_label_flag, parse_labels
 from leaderboards.render import FORMATS, Style, render
 from leaderboards.runs import read_run
-
-
-def _labels(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in pairs:
-        run, sep, name = p.rpartition("=")
-        if not sep or not run or not name:
-            raise DittoError(f"--label: expected RUN_DIR=NAME, got {p!r}")
-        out[str(Path(run))] = name
-    return out
 
 
 def leaderboard_parser() -> argparse.ArgumentParser:
@@ -90,13 +81,7 @@ def leaderboard_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--definition", type=Path, default=None, help="leaderboard definition JSON (default: Table 2)"
     )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="RUN_DIR=NAME",
-        help="show this run under NAME instead of the model name in its record",
-    )
+    add_label_flag(p)
     p.add_argument("--title", default=None, help="table title (default: the definition's)")
     p.add_argument("--note", action="append", default=[], help="a note printed under the table (repeatable)")
     p.add_argument(
@@ -123,7 +108,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     definition = load_definition(args.definition)
-    labels = _labels(args.label)
+    labels = parse_labels(args.label)
     runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
     mocked = [r for r in runs if r.mock]
     if mocked and not args.allow_mock:

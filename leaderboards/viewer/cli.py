@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.cli_common import command_parser, run_cli
 from harness.errors import ConfigError
 from harness.jsonl import atomic_write_text
+from leaderboards.labels import add_label_flag, parse_labels
 from leaderboards.viewer import VIEW_FILE
 from leaderboards.viewer.data import RunView, SweepView, is_sweep_dir, load_run_view, read_sweep
 from leaderboards.viewer.page import render_page, written_by_viewer
@@ -39,13 +40,7 @@ def view_parser() -> argparse.ArgumentParser:
         help=f"the HTML file to write (default: RUN_DIR/{DEFAULT_NAME} for one run or sweep; "
         "required for several)",
     )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="RUN_DIR=NAME",
-        help="show this run under NAME instead of the model name in its record",
-    )
+    add_label_flag(p)
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--no_plots", action="store_true", help="leave the plots out (faster for huge runs)")
     return p
@@ -54,16 +49,6 @@ def view_parser() -> argparse.ArgumentParser:
 def view_main(argv: Sequence[str]) -> int:
     """Entry point of ``ditto-bench view``; 2 on bad input."""
     return run_cli(view_parser(), argv, _view, error_code=2)
-
-
-def _labels(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in pairs:
-        run, sep, name = p.rpartition("=")
-        if not sep or not run or not name:
-            raise ConfigError(f"--label: expected RUN_DIR=NAME, got {p!r}")
-        out[str(Path(run).resolve())] = name
-    return out
 
 
 def _label_of(labels: dict[str, str], used: set[str], run_dir: Path | str) -> str | None:
@@ -94,7 +79,7 @@ def _view(args: argparse.Namespace) -> int:
         if not Path(d).is_dir():
             raise ConfigError(f"{d}: not a directory")
     out = _out_path(args)
-    labels = _labels(args.label)
+    labels = parse_labels(args.label, resolve=True)
     used: set[str] = set()
     runs: list[RunView] = []
     sweeps: list[SweepView] = []

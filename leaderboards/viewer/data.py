@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.schema import results_from
-from leaderboards.runs import model_label, read_run_file
+from harness.schema import read_run_file, results_from
+from leaderboards.runs import model_label
 
 # Fields of a session record that the detail view does not need (``item`` repeats the whole test item).
 _DROP = frozenset({"item", "answer_meta"})
