@@ -491,6 +491,15 @@ class BatchJudge:
             console.print("no running batch recorded for this run")
         return len(live)
 
+    def judge(self, calls: Sequence[PlannedCall]) -> dict[str, int]:
+        """The engine's batch hook: judge ``calls`` (with ``options.cancel``: cancel this run's batches)."""
+        if self.options.cancel:
+            self.cancel()
+            return dict(self.counts)
+        if not calls:
+            return dict(self.counts)
+        return self.run(calls)
+
     def run(self, calls: Sequence[PlannedCall]) -> dict[str, int]:
         judgments = [self._judgment(p) for p in calls]
         judgments = [j for j in judgments if not self._from_cache(j)]
@@ -531,30 +540,6 @@ class BatchJudge:
             texts: list[str | None] = [None] * j.n
             self._record(j, Completion(texts=texts, status="api_error", error=first, attempts=len(j.units)))
         return self.counts
-
-
-def judge_in_batches(
-    calls: Sequence[PlannedCall],
-    clients: Mapping[str, Completer],
-    settings: Mapping[str, JudgeSettings],
-    journal: Journal,
-    *,
-    run_dir: Path,
-    base_url: str,
-    api_key: str | None,
-    options: BatchOptions,
-) -> dict[str, int]:
-    """The engine's batch hook: judge ``calls`` (or, with ``options.cancel``, cancel this run's batches)."""
-    phase = BatchJudge(
-        clients=clients, settings=settings, journal=journal, run_dir=run_dir, base_url=base_url,
-        api_key=api_key, options=options,
-    )
-    if options.cancel:
-        phase.cancel()
-        return dict(phase.counts)
-    if not calls:
-        return dict(phase.counts)
-    return phase.run(calls)
 
 
 # ------------------------------------------------------------------------------------------ dry-run prices

@@ -28,6 +28,7 @@ DELEGATED = {
     "calibrate": "judges.calibrate.cli:main",
     "view": "leaderboards.viewer.cli:view_main",
     "lineage": "harness.lineage:main",
+    "sweep": "ditto_train.sweep.cli:main",
 }
 
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accepted for lm-eval compatibility: samples.jsonl is always written")
     run.add_argument("--apply_chat_template", nargs="?", const=True, default=None, metavar="TEMPLATE",
                      help="accepted for lm-eval compatibility: the model's chat template is always applied")
+    run.add_argument("--inject_profile", type=Path, default=None, metavar="KB",
+                     help="put each character's profile from this knowledge base into the system message, "
+                          "as response simulation does (supervision performance; Table 3 w/ Knowledge)")
     _common_flags(run)
 
     jd = sub.add_parser("judge", help="judge an existing responses file, or a run made with --predict_only")
@@ -217,19 +221,13 @@ def _merge_model_args(text: str | None, extra: dict[str, str | None]) -> str | N
 
 
 def _checked(args: argparse.Namespace) -> None:
-    """Every numeric flag in range and every URL well-formed, before anything is loaded or created."""
-    from harness.endpoint import check_url
-    from harness.validate import at_least, check_output_path
+    """Every URL well-formed and the output path usable, before anything is loaded or created.
 
-    at_least(args.judge_concurrency, 1, "--judge_concurrency")
-    at_least(args.judge_samples, 1, "--judge_samples")
-    at_least(args.judge_max_tokens, 1, "--judge_max_tokens")
-    at_least(args.judge_max_retries, 0, "--judge_max_retries")
-    at_least(args.judge_temperature, 0, "--judge_temperature")
-    at_least(args.judge_timeout, 0, "--judge_timeout", strict=True)
-    at_least(args.bootstrap_resamples, 1, "--bootstrap_resamples")
-    if not 0 <= args.max_unscored <= 1:
-        raise ConfigError(f"--max_unscored must be a share between 0 and 1, got {args.max_unscored:g}")
+    The numeric ranges are checked by ``harness.engine.check_ranges`` (for every caller of ``execute``).
+    """
+    from harness.endpoint import check_url
+    from harness.validate import check_output_path
+
     if args.judge_model != "mock":
         check_url(args.judge_base_url, "--judge_base_url")
     check_output_path(args.output_path)
@@ -248,8 +246,6 @@ def _config(args: argparse.Namespace, mode: str) -> object:
     if not tasks:
         raise ConfigError("--tasks: give at least one task")
     _checked(args)
-    if args.judge_batch_poll <= 0:
-        raise ConfigError("--judge_batch_poll must be > 0")
     if args.judge_batch and args.judge_model == "mock":
         raise ConfigError("--judge_batch needs an OpenAI-compatible judge, not --judge_model mock")
     if args.max_consecutive_failures < 1:
@@ -297,6 +293,7 @@ def _config(args: argparse.Namespace, mode: str) -> object:
         judge_batch_fallback=args.judge_batch_fallback,
         judge_batch_cancel=args.judge_batch_cancel,
         judge_batch_poll=args.judge_batch_poll,
+        inject_profile=getattr(args, "inject_profile", None),
     )
 
 

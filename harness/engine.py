@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from harness.cache import ResponseCache
 from harness.chat_client import OPENAI_BASE_URL, ChatClient, needs_api_key
 from harness.cli_common import RESPONSE_CACHE
 from harness.completer import Completer, with_cache
+from harness.dirlock import DirLock
 from harness.errors import ConfigError
 from harness.identity import model_identity
 from harness.journal import Journal
@@ -81,6 +82,7 @@ class RunConfig:
     include_paths: list[str] = field(default_factory=list)
     wandb_args: str | None = None
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE
+    inject_profile: Path | None = None  # run only: a knowledge base whose profiles go into the system context
 
 
 def resolve_judge(task: Task, cfg: RunConfig) -> JudgeSettings:
@@ -188,9 +190,45 @@ def dry_run(cfg: RunConfig, tasks: Mapping[str, Task], datas: Mapping[str, TaskD
     return plan
 
 
+def check_ranges(cfg: RunConfig) -> None:
+    """Numeric settings a run cannot work with, refused before anything is loaded or created.
+
+    ``judge_concurrency=0`` would leave the judge phase waiting forever for a free slot.
+    """
+    from harness.validate import at_least
+
+    at_least(cfg.judge_concurrency, 1, "--judge_concurrency")
+    at_least(cfg.judge_samples, 1, "--judge_samples")
+    at_least(cfg.judge_max_tokens, 1, "--judge_max_tokens")
+    at_least(cfg.judge_max_retries, 0, "--judge_max_retries")
+    at_least(cfg.judge_temperature, 0, "--judge_temperature")
+    at_least(cfg.judge_timeout, 0, "--judge_timeout", strict=True)
+    at_least(cfg.judge_batch_poll, 0, "--judge_batch_poll", strict=True)
+    at_least(cfg.n_boot, 1, "--bootstrap_resamples")
+    if not 0 <= cfg.max_unscored <= 1:
+        raise ConfigError(f"--max_unscored must be a share between 0 and 1, got {cfg.max_unscored:g}")
+
+
+def with_api_root(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the judge URL as its API root: ``…/v1`` and ``…/v1/chat/completions`` are one rule for
+    every caller (``calibrate`` passed the endpoint form through, and every judge call then got a 404)."""
+    if _judge_is_mock(cfg):
+        return cfg
+    from harness.endpoint import api_root
+
+    return replace(cfg, judge_base_url=api_root(cfg.judge_base_url, "--judge_base_url"))
+
+
 def execute(cfg: RunConfig) -> int:
     """Run (or resume) ``cfg``; returns the process exit code."""
+    check_ranges(cfg)  # every caller (run, judge, calibrate, scripts), not only the run CLI's flags
+    cfg = with_api_root(cfg)
     tasks, datas = load_tasks(cfg)  # validates every input file before anything else
+    injected = None
+    if cfg.inject_profile is not None:
+        from ditto_train.generate.profile_context import inject_profiles
+
+        injected = inject_profiles(cfg.inject_profile, datas)
     judges = {name: resolve_judge(t, cfg) for name, t in tasks.items()}
     if cfg.mode == "run":
         assert cfg.model is not None
@@ -210,10 +248,15 @@ def execute(cfg: RunConfig) -> int:
         for line in price_lines(plan):
             out_console.print(line, highlight=False)
         return 0
+    # A directory another process holds is refused before the preflight requests and the hashing of the
+    # model's weights (the lock itself is taken when the stage opens, below).
+    DirLock(cfg.output_path, cfg.mode).check_free()
     api_key = check_keys(cfg)
     if cfg.preflight:
         run_preflight(cfg, judges, api_key)  # a no-op under $DITTO_BENCH_NO_PREFLIGHT
     spec = _spec(cfg, tasks, datas, judges, backend_spec)
+    if injected is not None:  # only when given, so runs without it keep their fingerprints
+        spec["inject_profile"] = injected
     inputs, lineage = run_inputs(cfg, datas)
     run_dir = cfg.output_path
     if cfg.judge_existing:
@@ -341,18 +384,18 @@ def _execute(
             roll = rollout(all_sessions, journal, factory, gen_kwargs_for, seed=cfg.seed, is_local=is_local)
             judged: dict[str, int] = {"ok": 0, "api_error": 0}
             if not cfg.predict_only:
-                from harness.batch_judge import BatchOptions, judge_in_batches
+                from harness.batch_judge import BatchJudge, BatchOptions
 
                 calls, done = plan_calls(tasks, sessions, journal)
                 if calls:
                     console.print(f"[bold]judging[/]: {len(calls)} calls ({done} already done)")
-                judged = judge_in_batches(
-                    calls, clients, judges, journal, run_dir=run_dir, base_url=cfg.judge_base_url,
-                    api_key=api_key, options=BatchOptions(
+                judged = BatchJudge(
+                    clients=clients, settings=judges, journal=journal, run_dir=run_dir,
+                    base_url=cfg.judge_base_url, api_key=api_key, options=BatchOptions(
                         poll_interval=cfg.judge_batch_poll, fallback=cfg.judge_batch_fallback,
                         cancel=cfg.judge_batch_cancel,
                     ),
-                )
+                ).judge(calls)
         else:  # rollout and judging at once (harness/pipeline.py)
             phases = run_phases(
                 tasks=tasks, sessions=all_sessions, journal=journal, clients=clients, judges=judges,
@@ -401,6 +444,14 @@ def _execute(
     )
 
 
+def _missing(total: int, failed: int | None, what: str) -> str:
+    """``12 judge calls without a result (8 failed, 4 not attempted)``: a call a stopped phase never sent is
+    not counted as one that failed."""
+    if not total or failed is None or failed == total:
+        return f"{total} {what}" + (" (all failed)" if total and failed == total else "")
+    return f"{total} {what} ({failed} failed, {total - failed} not attempted)"
+
+
 def report_exit(
     summary: Mapping[str, Any],
     *,
@@ -434,9 +485,11 @@ def report_exit(
             "the causes above fail the same way again: fix them first, then re-run the same command"
             if all_deterministic else "re-run the same command to retry them"
         )
+        roll, jud = summary["rollout"], summary["judging"]
         console.print(
-            f"[red]incomplete[/]: {gen_missing} turns without a reply and {judge_missing} judge calls that "
-            f"failed; {advice}"
+            f"[red]incomplete[/]: {_missing(gen_missing, roll.get('turns_error'), 'turns without a reply')} "
+            f"and {_missing(judge_missing, jud.get('calls_api_error'), 'judge calls without a result')}; "
+            f"{advice}"
         )
         code = 1
     over = exceeded(summary, max_unscored)
@@ -527,7 +580,6 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
     Takes the directory's lock, so a run or judge still writing there refuses it (exit 2); the stage
     record's output hashes and status follow the rewritten files.
     """
-    from harness.dirlock import DirLock
     from harness.include import include_tasks
     from harness.jsonl import read_jsonl
     from harness.records import rescore_records
@@ -539,7 +591,10 @@ def rescore(run_dir: Path, *, n_boot: int | None = None, max_unscored: float = D
         except (OSError, ValueError, AttributeError):
             recorded = None
         include_tasks([p for p in recorded or [] if Path(p).is_dir()])
-    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_dir.is_dir() else _no_lock()
+    if run_dir.is_dir():
+        DirLock(run_dir, "score").check_free()  # in use (also a run still starting): refused, naming it
+    # Only a run directory is locked: score on any other folder fails below without leaving a lock file there.
+    lock: AbstractContextManager[Any] = DirLock(run_dir, "score") if run_path.is_file() else _no_lock()
     with lock:
         summary = rescore_records(run_dir, n_boot=n_boot)
         _rescored_stage(run_dir, summary)

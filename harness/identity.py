@@ -7,6 +7,7 @@
   cache resolves it to; ``unresolved`` when neither is known.
 * An API model is identified by endpoint + model name, plus ``revision=`` when the user gives one (the
   only way to tell two models served under one name apart).
+* ``--model mock`` (the scripted offline backend) is ``mock:scripted``.
 
 File hashes are memoised by (resolved path, size, mtime, inode) in ``<user cache dir>/identity-memo.json``,
 so a large checkpoint is read once, not per command.
@@ -182,6 +183,8 @@ def model_identity(
     revision = model_args.get("revision")
     revision = None if revision in (None, "") else str(revision)
     try:
+        if model == "mock":  # the scripted offline backend (harness.backends.mock): no weights, no endpoint
+            return {"kind": "mock", "backend": model, "id": "mock:scripted"}
         if model in LOCAL_BACKENDS:
             return _local_identity(model, model_args, revision, memo)
         default = OPENAI_DEFAULT if model == "openai-chat-completions" else ""

@@ -51,6 +51,8 @@ def upstream_ref(path: Path) -> dict[str, Any] | None:
 
 def chain(start: Path, *, max_depth: int = 16) -> list[dict[str, Any]]:
     """The stages from ``start`` back to its sources, depth first (each: its record's summary and depth)."""
+    if Path(start).is_dir():
+        read_stage(Path(start))  # a record here that is unreadable is named as such (ConfigError), not "none"
     found = producing_stage(start)
     if found is None:
         raise ConfigError(f"{start}: no stage record here ({STAGE_FILE}); not a ditto-bench stage directory")

@@ -75,6 +75,9 @@ def status_line(t: _Line, now: float) -> str:
     return ", ".join(parts)
 
 
+_WRITE_LOCK = threading.Lock()  # status lines from every LineProgress and thread, one at a time
+
+
 class LineProgress:
     """The subset of :class:`rich.progress.Progress` the commands use, printing status lines to a stream."""
 
@@ -95,8 +98,13 @@ class LineProgress:
         self.stop()
 
     def _write(self, text: str) -> None:
+        # One write per line, under one lock for every instance: the timer thread and the phases' own
+        # threads print at once, and print() writes the text and its newline separately (two lines could
+        # run together in a log).
         stream = self._stream or sys.stderr
-        print(text, file=stream, flush=True)
+        with _WRITE_LOCK:
+            stream.write(text + "\n")
+            stream.flush()
 
     def add_task(
         self, description: str, total: float | None = None, completed: float = 0, **_: Any

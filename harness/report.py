@@ -70,6 +70,12 @@ def print_results(results: Mapping[str, Any]) -> None:
                         cell += f" [{_fmt(lohi[0])}, {_fmt(lohi[1])}]"
                     cells.append(cell)
                 table.add_row(split, *cells)
+            official = _official(res)
+            if official is not None:
+                table.add_section()
+                for split, vals in official["metrics"].items():
+                    if isinstance(vals, Mapping):
+                        table.add_row(f"{split}*", *[_fmt(vals.get(c)) for c in cols])
         else:
             table.add_column("metric")
             table.add_column("value", justify="right")
@@ -78,6 +84,9 @@ def print_results(results: Mapping[str, Any]) -> None:
                 lohi = ci.get(k)
                 table.add_row(k, _fmt(v), f"[{_fmt(lohi[0])}, {_fmt(lohi[1])}]" if lohi else "—")
         out_console.print(table)
+        official = _official(res)
+        if official is not None:
+            out_console.print(official_line(official, res.get("n_sessions")), highlight=False)
         fails = res.get("failures")
         if isinstance(fails, Mapping) and fails and all(isinstance(v, Mapping) for v in fails.values()):
             cols = list(dict.fromkeys(k for v in fails.values() for k in v))
@@ -92,6 +101,30 @@ def print_results(results: Mapping[str, Any]) -> None:
             out_console.print(f"  failures: {fails}")
         usage = res.get("usage") or {}
         out_console.print("  judge usage: " + ", ".join(f"{k}={v}" for k, v in usage.items()))
+
+
+def _official(res: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``official`` block of a task result (WikiRoleEval), when it has one in the expected shape."""
+    block = res.get("official")
+    if isinstance(block, Mapping) and isinstance(block.get("metrics"), Mapping):
+        return block
+    return None
+
+
+def official_line(official: Mapping[str, Any], n_sessions: Any = None) -> str:
+    """One line under the table: what the ``*`` rows are, and what the released code dropped."""
+    dropped = official.get("dropped") or {}
+    kept = official.get("n_sessions")
+    of = f" of {n_sessions}" if isinstance(n_sessions, int) else ""
+    line = f"  * official: the released scoring.py on the same completions, {kept}{of} sessions kept"
+    if not dropped.get("sessions"):
+        return line + ", none dropped"
+    reasons = ", ".join(
+        f"{reason}: {d.get('sessions', 0)}/{d.get('turns', 0)}"
+        for reason, d in (dropped.get("by_reason") or {}).items()
+        if isinstance(d, Mapping) and d.get("sessions")
+    )
+    return line + f"; dropped {dropped['sessions']} sessions / {dropped.get('turns', 0)} turns ({reasons})"
 
 
 # -- failure causes ----------------------------------------------------------------------------------------

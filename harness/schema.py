@@ -171,16 +171,23 @@ class RunResults(_Record):
     files: list[str] = Field(default_factory=list)
 
 
-def load_results(path: Path) -> RunResults:
-    """Read ``results.json`` (any schema version up to the current one); one ConfigError line otherwise."""
-    path = Path(path)
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A JSON object file of a run directory (run.json, results.json); a one-line ConfigError otherwise."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path.parent}: not a finished run directory ({path.name} is missing)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable: {exc}") from None
-    return results_from(obj, str(path))
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return obj
+
+
+def load_results(path: Path) -> RunResults:
+    """Read ``results.json`` (any schema version up to the current one); one ConfigError line otherwise."""
+    path = Path(path)
+    return results_from(read_run_file(path), str(path))
 
 
 def results_from(obj: Any, where: str) -> RunResults:

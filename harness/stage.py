@@ -34,6 +34,7 @@ from typing import Any
 from harness.dirlock import LOCK_NAME, DirLock
 from harness.errors import ConfigError
 from harness.jsonl import atomic_write_json, file_sha256
+from harness.redact import redact
 
 STAGE_FILE = "stage.json"
 SCHEMA_VERSION = 1
@@ -369,7 +370,7 @@ class Stage:
         }
         rec.status = status
         rec.finished = now()
-        rec.error = error[:500] if error else None
+        rec.error = redact(error)[:500] if error else None  # every recorded error string is redacted
         self._write()
         return rec
 

@@ -21,18 +21,9 @@ from harness.progress import out_console
 from leaderboards.board import build_board
 from leaderboards.compare import PairedResult, as_json, compare_runs
 from leaderboards.definition import SEMANTICS, load_definition, load_reported
+from leaderboards.labels import add_label_flag, parse_labels
 from leaderboards.render import FORMATS, Style, render
 from leaderboards.runs import read_run
-
-
-def _labels(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in pairs:
-        run, sep, name = p.rpartition("=")
-        if not sep or not run or not name:
-            raise DittoError(f"--label: expected RUN_DIR=NAME, got {p!r}")
-        out[str(Path(run))] = name
-    return out
 
 
 def leaderboard_parser() -> argparse.ArgumentParser:
@@ -43,7 +34,8 @@ def leaderboard_parser() -> argparse.ArgumentParser:
         "rejection for all, en, zh, then MT-Bench roleplay (the shape of the paper's Table 2).",
     )
     p.add_argument(
-        "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run directories (ditto-bench run/judge)"
+        "runs", nargs="*", type=Path, metavar="RUN_DIR",
+        help="run directories (ditto-bench run/judge), or sweep directories (ditto-bench sweep)"
     )
     p.add_argument(
         "--reported",
@@ -89,13 +81,7 @@ def leaderboard_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--definition", type=Path, default=None, help="leaderboard definition JSON (default: Table 2)"
     )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="RUN_DIR=NAME",
-        help="show this run under NAME instead of the model name in its record",
-    )
+    add_label_flag(p)
     p.add_argument("--title", default=None, help="table title (default: the definition's)")
     p.add_argument("--note", action="append", default=[], help="a note printed under the table (repeatable)")
     p.add_argument(
@@ -122,8 +108,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     definition = load_definition(args.definition)
-    labels = _labels(args.label)
-    runs = [read_run(r, labels.get(str(Path(r)))) for r in args.runs]
+    labels = parse_labels(args.label)
+    runs = [read_run(r, labels.get(str(Path(r)), name)) for r, name in _expand_sweeps(args.runs)]
     mocked = [r for r in runs if r.mock]
     if mocked and not args.allow_mock:
         raise DittoError(
@@ -163,6 +149,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
         save_figure(leaderboard_figure(board)[0], args.plot)
     return 0
+
+
+def _expand_sweeps(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """Run directories as given; a sweep directory (``sweep.json``) stands for its baselines and fine-tuned
+    models, named ``seed`` and ``seed+ditto(supervisor)``."""
+    from ditto_train.sweep.board import is_sweep_dir, sweep_runs
+
+    out: list[tuple[Path, str | None]] = []
+    for p in paths:
+        out.extend(sweep_runs(p) if is_sweep_dir(p) else [(p, None)])
+    return out
 
 
 def _emit(text: str, out: Path | None) -> None:

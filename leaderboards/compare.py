@@ -23,10 +23,9 @@ from typing import Any
 from scipy import stats
 
 from harness.errors import ConfigError
-from harness.schema import iter_records
+from harness.schema import iter_records, read_run_file
 from harness.stats import paired_bootstrap_ci
 from harness.task import Task, get_task
-from leaderboards.runs import read_run_file
 
 
 @dataclass

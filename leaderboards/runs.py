@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigError
-from harness.schema import results_from
+from harness.schema import read_run_file, results_from
 
 
 @dataclass(frozen=True)
@@ -99,19 +99,6 @@ def model_label(spec: dict[str, Any]) -> str:
                 name = f"{name}+{peft.rstrip('/').split('/')[-1]}"
             return name
     return str(model.get("model") or "unknown")
-
-
-def read_run_file(path: Path) -> dict[str, Any]:
-    """A JSON object file of a run directory (run.json, results.json); a one-line ConfigError otherwise."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path.parent}: not a finished run directory ({path.name} is missing)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return obj
 
 
 def read_run(run_dir: Path, label: str | None = None) -> RunInfo:

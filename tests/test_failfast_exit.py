@@ -193,3 +193,22 @@ def test_the_log_file_is_a_recorded_output(
     assert rec is not None and "ditto-bench.log" in rec.outputs
     text = (out / "ditto-bench.log").read_text(encoding="utf-8")
     assert "lm_eval" in text or "lm-eval" in text
+
+
+def test_calls_a_stopped_judge_never_sent_are_not_counted_as_failed(
+    judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The breaker stops judging at the first 401: the calls still in flight fail, the rest are never sent,
+    and the summary says which is which (it once counted every unjudged call as failed)."""
+    from tests.support.fake_openai import Fault
+
+    judge_server.set_responder(lambda b: "In character." if b["model"] == "roleplayer" else "0")
+    judge_server.add_fault(Fault("status", status=401, match=lambda b: b["model"] == "judge-x", times=1000))
+    out = tmp_path / "run"
+    assert main(_cmd(judge_server, out, "--no_preflight", "--judge_concurrency", "2")) == 1
+    err = " ".join(capfd.readouterr().err.split())
+    sent = judge_server.count(lambda r: r["body"]["model"] == "judge-x")
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))["judging"]
+    assert results["calls_api_error"] == sent < results["calls_missing"]
+    unsent = results["calls_missing"] - sent
+    assert f"judge calls without a result ({sent} failed, {unsent} not attempted)" in err

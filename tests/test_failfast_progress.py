@@ -141,3 +141,34 @@ def test_a_logged_command_has_status_lines_and_no_tqdm_noise(judge_server: objec
     assert proc.returncode == 0, text
     assert "rollout (turns): 4/4 (100.0%)" in text and "judging (calls): 12/12 (100.0%)" in text
     assert "Requesting API" not in text and "\r" not in text, text
+
+
+def test_status_lines_from_several_threads_never_run_together() -> None:
+    """The timer thread and the pipelined phases print at once; each status line must stay one line
+    (print() wrote the text and its newline separately, and two lines once ran together in a log)."""
+    import io
+    import threading
+    import time
+
+    from harness.progress import LineProgress
+
+    class SlowStream(io.StringIO):
+        def write(self, s: str) -> int:
+            time.sleep(0.0005)  # give the other threads the chance to come in between
+            return super().write(s)
+
+    stream = SlowStream()
+    progress = LineProgress(stream=stream, every=3600)
+
+    def burst(k: int) -> None:
+        for i in range(40):
+            progress._write(f"phase {k}: {i}/40 (0 failed)")
+
+    threads = [threading.Thread(target=burst, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 160
+    assert all(re.fullmatch(r"phase \d: \d+/40 \(0 failed\)", line) for line in lines), lines

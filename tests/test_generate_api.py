@@ -349,3 +349,46 @@ def test_bad_knowledge_base_names_the_line(
     tiny.write_text(lines[0] + "\n", encoding="utf-8")
     assert main(_args(fake_openai, tiny, tmp_path / "o2")) == 2
     assert not fake_openai.requests
+
+
+def test_api_supervisor_revision_enters_identity_and_cache_keys(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path
+) -> None:
+    """``revision=`` in --supervisor_args: accepted, never sent, and another revision misses the cache."""
+    fake_openai.set_responder(scripted_reply)
+
+    def argv(out: str, rev: str) -> list[str]:
+        args = _args(fake_openai, kb, tmp_path / out, "--langs", "zh", "--no_preflight")
+        i = args.index("--supervisor_args") + 1
+        args[i] += f",revision={rev}"
+        return args
+
+    assert main(argv("a", "v1")) == 0
+    first = len(fake_openai.requests)
+    assert first > 0 and all("revision" not in body for body in fake_openai.requests)
+    assert main(argv("b", "v1")) == 0  # same revision: every answer from the cache
+    assert len(fake_openai.requests) == first
+    assert main(argv("c", "v2")) == 0  # the same name re-served as another model: asked again
+    assert len(fake_openai.requests) == 2 * first
+    stage = json.loads((tmp_path / "c" / "stage.json").read_text("utf-8"))
+    assert stage["inputs"]["supervisor"]["id"].endswith("|scripted-sup@v2")
+    a = json.loads((tmp_path / "a" / "stage.json").read_text("utf-8"))
+    assert a["fingerprint"] != stage["fingerprint"]
+    assert main(argv("c", "v1")) == 2  # a changed revision on one --out is a changed configuration
+
+
+def test_overwrite_removes_only_generate_files_and_lists_them(
+    fake_openai: FakeOpenAI, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_openai.set_responder(scripted_reply)
+    out = tmp_path / "gen"
+    assert main(_args(fake_openai, kb, out, "--langs", "zh", "--limit", "1")) == 0
+    (out / "notes.json").write_text('{"mine": true}')
+    (out / "my_roles.txt").write_text("x")
+    capsys.readouterr()
+    again = _args(fake_openai, kb, out, "--langs", "zh", "--limit", "1", "--seed", "3", "--overwrite")
+    assert main(again) == 0
+    removed = next(x for x in capsys.readouterr().err.splitlines() if "removed from" in x)
+    listed = set(removed.split(f"{out}: ", 1)[1].split(", "))
+    assert listed == {"report.json", "run.json", "train.jsonl", "train.zh.jsonl"}, removed
+    assert (out / "notes.json").read_text() == '{"mine": true}' and (out / "my_roles.txt").exists()

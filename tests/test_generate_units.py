@@ -240,3 +240,51 @@ def test_num_concurrent_in_supervisor_args_sets_the_concurrency() -> None:
     assert build(",num_concurrent=4").client.concurrency == 4
     with pytest.raises(ConfigError, match="num_concurrent"):
         build(",num_concurrent=zero")
+
+
+def test_local_supervisor_is_not_loaded_for_a_locked_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A second ``generate`` on a locked --out fails (exit 2, one line) before the supervisor loads."""
+    import harness.backends
+    from ditto_train.generate.cli import main
+    from harness.dirlock import DirLock
+    from tests.fixtures.knowledge.e2e import build_fixture_kb
+
+    kb = build_fixture_kb(tmp_path / "kb")
+    loads: list[str] = []
+
+    def no_load(name: str, *a: object, **k: object) -> object:
+        loads.append(name)
+        raise AssertionError("the supervisor was loaded before the directory lock was taken")
+
+    monkeypatch.setattr(harness.backends, "load_backend", no_load)
+    out = tmp_path / "out"
+    (tmp_path / "model").mkdir()
+    argv = ["--supervisor", "hf", "--supervisor_args", f"pretrained={tmp_path / 'model'},device=cpu",
+            "--knowledge", str(kb), "--out", str(out), "--holdout_rate", "0"]
+    capfd.readouterr()
+    with DirLock(out, "generate"):
+        rc = main(argv)
+    err = [x for x in capfd.readouterr().err.splitlines() if x.strip()]
+    assert rc == 2 and loads == []
+    assert len(err) == 1 and str(out) in err[0] and "in use" in err[0], err
+    assert not (out / "stage.json").exists()
+
+
+def test_local_supervisor_bad_path_is_one_line_and_writes_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A local supervisor's missing directory is refused (exit 2, one line) before --out is created."""
+    from ditto_train.generate.cli import main
+    from tests.fixtures.knowledge.e2e import build_fixture_kb
+
+    kb = build_fixture_kb(tmp_path / "kb")
+    out = tmp_path / "out"
+    capfd.readouterr()
+    rc = main(["--supervisor", "hf", "--supervisor_args", f"pretrained={tmp_path / 'nope'},device=cpu",
+               "--knowledge", str(kb), "--out", str(out), "--holdout_rate", "0"])
+    err = [x for x in capfd.readouterr().err.splitlines() if x.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert "--supervisor_args: pretrained=" in err[0] and "no such directory" in err[0]
+    assert not out.exists()

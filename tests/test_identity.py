@@ -105,3 +105,9 @@ def test_api_and_hub_identities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 )
 def test_identity_files(name: str, counts: bool) -> None:
     assert is_identity_file(name) is counts
+
+
+def test_mock_model_is_named_as_the_mock() -> None:
+    """``--model mock`` is neither an API model nor a local one: its identity says what it is."""
+    ident = model_identity("mock", {})
+    assert ident["kind"] == "mock" and ident["id"] == "mock:scripted"

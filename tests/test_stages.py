@@ -165,8 +165,11 @@ def test_two_judge_processes_on_one_output_path(judge_server: FakeOpenAI, tmp_pa
 
 @pytest.mark.parametrize("command", ["run", "judge", "score", "generate", "knowledge", "train"])
 def test_every_writing_command_refuses_a_directory_in_use(
-    command: str, judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    command: str, judge_server: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # with the preflight on: a directory in use is refused before any request (count 0 below)
+    monkeypatch.delenv("DITTO_BENCH_NO_PREFLIGHT", raising=False)
     path, _ = _two_sessions(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -475,3 +478,32 @@ def test_other_ranks_of_a_distributed_train_never_take_the_lock(
     finally:
         _release(holder)
     assert rc == 0  # rank 1 follows the record: finished, nothing to do (not "in use")
+
+
+def test_score_on_a_folder_that_is_no_run_leaves_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``score`` on the wrong folder: one line, exit 2, and no lock file (nor anything else) left in it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    capfd.readouterr()
+    assert main(["score", str(folder)]) == 2
+    assert len(_err_lines(capfd)) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_stage_error_is_recorded_redacted(tmp_path: Path) -> None:
+    """The error a failed stage records (generate's, train's: any exception text) never holds a key."""
+    from harness.redact import register_secret
+    from harness.stage import Stage
+
+    secret = "sk-stageSENTINEL-4242424242"
+    register_secret(secret)
+    stage = Stage(tmp_path / "s", "generate", {"a": 1}, flag="--out")
+    assert stage.open(overwrite=False) == "fresh"
+    with stage:
+        stage.finish("failed", error=f"ValueError: key {secret} was rejected " + "x" * 600)
+    raw = (tmp_path / "s" / STAGE_FILE).read_text()
+    assert secret not in raw and "[REDACTED]" in raw
+    assert len(json.loads(raw)["error"]) <= 500

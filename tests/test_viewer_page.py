@@ -171,6 +171,8 @@ def test_default_out_and_replacing_only_own_pages(
         (["view", "{tmp}", "--out", "{tmp}/x.html"], "run.json is missing"),
         (["view", "{half}", "--out", "{tmp}/x.html"], "samples.jsonl is missing (the run has not finished"),
         (["view", "{a}", "--label", "oops"], "--label: expected RUN_DIR=NAME"),
+        # a label for a directory that is not shown was silently dropped
+        (["view", "{a}", "--label", "{b}=B", "--out", "{tmp}/x.html"], "is not one of the run directories"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -235,3 +237,43 @@ def test_result_rows_of_mtbench_with_categories() -> None:
     }
     assert rows[("math all", "rating")].value == 5.0 and rows[("math all", "rating")].ci == [4.0, 6.0]
     assert rows[("roleplay all", "rating")].ci is None
+
+
+def test_label_matches_the_directory_however_it_is_spelled(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--label wre_a=NAME` names the run given as an absolute path (the label used to be dropped)."""
+    run = runs["wre_a"]
+    monkeypatch.chdir(run.parent)
+    out = tmp_path / "labelled.html"
+    assert main(["view", str(run.resolve()), "--label", f"{run.name}=My label", "--out", str(out)]) == 0
+    assert "My label" in out.read_text(encoding="utf-8")
+
+
+def test_viewer_reads_the_typed_record_and_derives_verdicts(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The viewer reads samples.jsonl through harness.schema like score/compare: a verdict edited into the
+    file by hand is not shown (the task derives it again), and a damaged line is one error naming it."""
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(runs["wre_a"], edited)
+    lines = (edited / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[0])
+    judgment = rec["turns"][0]["judgments"]["knowledge"]
+    judgment["score"] = 10.0  # stale or hand-edited derived fields
+    judgment["verdict"] = {"status": "ok", "value": 10.0}
+    lines[0] = json.dumps(rec, ensure_ascii=False)
+    (edited / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    original, view = load_run_view(runs["wre_a"]), load_run_view(edited)
+    assert view.index == original.index and view.blobs == original.blobs
+
+    rec["turns"] = "damaged"
+    lines[0] = json.dumps(rec, ensure_ascii=False)
+    (edited / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["view", str(edited), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "samples.jsonl:1: field 'turns'" in err[0]
+    assert not (tmp_path / "x.html").exists()

@@ -255,3 +255,24 @@ def test_results_json_has_both_blocks(judge_server: Any, tmp_path: Path) -> None
     assert off["dropped"]["sessions"] == 2 and off["dropped"]["turns"] == 7
     assert off["dropped"]["by_reason"]["knowledge_unparseable"] == {"sessions": 2, "turns": 7}
     assert off["metrics"]["all"] == {"consistency": None, "knowledge": None, "rejection": None}
+
+
+def test_console_summary_shows_the_official_rows_and_drops(capsys: pytest.CaptureFixture[str]) -> None:
+    """The results table printed at the end of a run carries the official numbers (``*`` rows) next to the
+    robust ones, and one line with how many sessions and turns the released code kept and dropped, by
+    reason."""
+    from harness.report import print_results
+
+    res = aggregate(_sessions(), seed=0, n_boot=20)
+    print_results({"tasks": {"wikiroleeval": {**res, "version": 2, "usage": {}}}})
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 4}
+    assert {"all", "en", "zh", "all*", "en*", "zh*"} <= set(rows)
+    assert "0.625" in rows["all*"] and "6.00" in rows["all*"] and "0.750" in rows["all*"]  # golden above
+    assert "—" not in rows["en*"]
+    text = " ".join(out.split())
+    assert "official: the released scoring.py on the same completions, 2 of 5 sessions kept" in text
+    assert (
+        "dropped 3 sessions / 4 turns (incomplete: 1/2, rejection_no_valid_vote: 1/1, "
+        "knowledge_unparseable: 1/1)" in text
+    )

@@ -244,8 +244,17 @@ def run(args: argparse.Namespace) -> int:
     from ditto_train.generate.kb_index import KnowledgeIndex
     from ditto_train.generate.prompts import Prompts, load_templates
     from ditto_train.generate.runner import select_entries
-    from ditto_train.generate.supervisor import make_supervisor, parse_gen_kwargs
+    from ditto_train.generate.supervisor import (
+        API_SUPERVISORS,
+        LOCAL_SUPERVISORS,
+        make_supervisor,
+        parse_gen_kwargs,
+    )
     from harness.stage import Stage
+
+    known = API_SUPERVISORS + LOCAL_SUPERVISORS
+    if args.supervisor not in known:
+        raise ConfigError(f"--supervisor {args.supervisor!r}: expected one of {', '.join(known)}")
 
     cfg = _config(args)
     gen = parse_gen_kwargs(args.gen_kwargs)
@@ -260,37 +269,66 @@ def run(args: argparse.Namespace) -> int:
                 f"{cfg.knowledge}: only {len(index.pools[lang])} {lang} roles; {cfg.split} needs >= {need}"
             )
     prompts = Prompts(templates, profile_tokens=cfg.profile_tokens, max_claims=cfg.max_claims)
+    api = args.supervisor in API_SUPERVISORS
     cache = RESPONSE_CACHE.open(args)
-    sup = make_supervisor(
-        args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed, cache=cache
-    )
-    _preflight(sup, args, cfg.n_query_samples)
-    identity = {k: sup.spec.get(k) for k in ("backend", "model", "gen_kwargs")}
-    spec = {
-        "kind": "ditto-generate",
-        "config": cfg.spec(),
-        "supervisor": identity,
-        "prompt_hashes": templates.hashes,
-    }
-    inputs = generate_inputs(cfg, sup.spec)
-    lineage = {
-        "supervisor": {**identity, "identity": inputs["supervisor"]["id"]},
-        "knowledge": inputs["knowledge"],
-        "split": cfg.split,
-        "seed": cfg.seed,
-    }
-    stage = Stage(
-        cfg.out, "generate", spec, inputs, flag="--out", owned=generate_owned(cfg.split),
-        record_names=("run.json", "report.json"), lineage=lineage,
-        scope={"langs": list(cfg.langs), "limit": cfg.limit},
-    )
+    sup: Supervisor | None = None
     try:
+        # An API supervisor is cheap to build (no connection yet); a local one loads its weights, which
+        # happens only once the directory is ours (below), so a second process on a locked --out fails
+        # at once instead of after minutes of loading.
+        if api:
+            sup = make_supervisor(
+                args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed,
+                cache=cache,
+            )
+        if sup is None:  # cheap checks of a local supervisor (paths, offline hub ids) before anything is made
+            from harness.backends.base import parse_kv_args
+            from harness.validate import check_local_model
+
+            check_local_model(parse_kv_args(args.supervisor_args, "--supervisor_args"), "--supervisor_args")
+        sup_spec = sup.spec if sup is not None else planned_local_spec(args.supervisor, args.supervisor_args)
+        identity = {k: sup_spec.get(k) for k in ("backend", "model")} | {"gen_kwargs": dict(gen)}
+        spec = {
+            "kind": "ditto-generate",
+            "config": cfg.spec(),
+            "supervisor": identity,
+            "prompt_hashes": templates.hashes,
+        }
+        inputs = generate_inputs(cfg, sup_spec)
+        lineage = {
+            "supervisor": {**identity, "identity": inputs["supervisor"]["id"]},
+            "knowledge": inputs["knowledge"],
+            "split": cfg.split,
+            "seed": cfg.seed,
+        }
+        stage = Stage(
+            cfg.out, "generate", spec, inputs, flag="--out", owned=generate_owned(cfg.split),
+            record_names=("run.json", "report.json"), lineage=lineage,
+            scope={"langs": list(cfg.langs), "limit": cfg.limit},
+        )
+        planned = stage.peek(overwrite=args.overwrite)  # a locked or changed --out: refused, nothing made
+        if sup is not None and planned != "done":  # a finished --out needs no endpoint
+            _preflight(sup, args, cfg.n_query_samples)
         decision = stage.open(overwrite=args.overwrite)
     except BaseException:
         index.close()
         if cache is not None:
             cache.close()
         raise
+    if sup is None and decision != "done":
+        try:
+            sup = make_supervisor(
+                args.supervisor, args.supervisor_args, gen, concurrency=cfg.concurrency, seed=cfg.seed,
+                cache=cache, identity=str(inputs["supervisor"]["id"]),
+            )
+        except BaseException as exc:
+            stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         error=f"{type(exc).__name__}: {exc}")
+            stage.close()
+            index.close()
+            if cache is not None:
+                cache.close()
+            raise
     with stage:
         if decision == "done":
             index.close()
@@ -300,12 +338,22 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 0
         try:
+            assert sup is not None
             return _generate(cfg, index, entries, sup, prompts, templates, cache, spec, stage,
                              resuming=decision == "resume")
         except BaseException as exc:
             stage.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                          error=f"{type(exc).__name__}: {exc}")
             raise
+
+
+def planned_local_spec(name: str, args_text: str | None) -> dict[str, Any]:
+    """The fields of a local supervisor's spec that enter the stage (backend, model, the args its identity
+    reads), known without loading it (:class:`LocalSupervisor` reports the same once loaded)."""
+    from harness.backends.base import parse_kv_args, redact_args
+
+    parsed = parse_kv_args(args_text, "--supervisor_args")
+    return {"backend": name, "model": parsed.get("pretrained", name), "args": redact_args(parsed)}
 
 
 def generate_inputs(cfg: GenerateConfig, sup_spec: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Any backend the harness supports can supervise, by lm-eval's names:
   serve``, or OpenAI itself) go through :class:`harness.chat_client.ChatClient`: async, retried, ``n``
   samples in one request, many requests in flight. Its key is ``api_key=`` in ``--supervisor_args``, else
   ``$DITTO_BENCH_SUPERVISOR_API_KEY``, else ``$OPENAI_API_KEY`` only when the endpoint is the OpenAI API.
+  ``revision=`` (ours, never sent) tells two models served under one name apart: it enters the supervisor's
+  identity and so every cache key.
 * ``hf`` / ``vllm`` (a local model) go through :func:`harness.backends.load_backend`. Requests from all
   in-flight roles are collected into batches and generated in a worker thread, so the event loop keeps
   preparing the next batch.
@@ -62,6 +64,7 @@ _API_ARG_KEYS = {
     "split_samples",
     "tokenizer_backend",
     "tokenized_requests",
+    "revision",
 }
 LOCAL_BATCH = 32
 
@@ -142,6 +145,14 @@ class ApiSupervisor:
                 f"{base} needs an API key: api_key= in --supervisor_args, {SUPERVISOR_KEY_VARIABLE} "
                 "or OPENAI_API_KEY"
             )
+        revision = args.get("revision")
+        revision = None if revision in (None, "") else str(revision)
+        if identity is None and revision is not None:
+            # endpoint + model are in the scope already; the identity adds the revision (harness.identity).
+            # Without one the keys stay those of earlier versions, so existing caches stay valid.
+            from harness.identity import model_identity
+
+            identity = str(model_identity(name, {**args, "base_url": base})["id"])
         self.params = sampling_params(name, gen)
         self.client = ChatClient(
             base_url=base,
@@ -153,6 +164,7 @@ class ApiSupervisor:
             split_samples=bool(args.get("split_samples", False)),
         )
         scope = dataclasses.replace(self.client.cache_scope, identity=identity)
+        self.cache_scope = scope  # the key scheme, with or without a cache
         self.completer = with_cache(self.client, cache, scope)
         self.spec = {
             "backend": name,
@@ -196,7 +208,7 @@ class LocalSupervisor:
     ) -> None:
         from harness.backends import load_backend
 
-        self.backend = load_backend(name, model_args, seed=seed, cache=None)
+        self.backend = load_backend(name, model_args, seed=seed, cache=None, identity=identity)
         self.gen = {**gen, "until": []}
         if gen.get("do_sample") is False:  # greedy: sampling knobs would only trigger transformers warnings
             for key in ("temperature", "top_p", "top_k", "min_p"):

@@ -77,8 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.bootstrap_resamples < 1:
-        raise ConfigError("--bootstrap_resamples must be >= 1")
+    from harness.validate import at_least, check_output_path
+
+    at_least(args.bootstrap_resamples, 1, "--bootstrap_resamples")
+    at_least(args.judge_concurrency, 1, "--judge_concurrency")  # 0 left the judge phase waiting forever
+    if args.output_path is not None:
+        check_output_path(args.output_path)
     if args.tasks == "wikiroleeval":
         return _wikiroleeval(args)
     return _mtbench(args)
@@ -111,6 +115,10 @@ def _mtbench(args: argparse.Namespace) -> int:
         raise ConfigError("--set mtbench needs --judge_model (the judge to calibrate)")
     if args.output_path is None:
         raise ConfigError("--set mtbench needs --output_path DIR")
+    if args.judge_model != "mock":
+        from harness.endpoint import api_root
+
+        args.judge_base_url = api_root(args.judge_base_url, "--judge_base_url")  # …/v1 or …/chat/completions
     answers_dir = args.answers_dir or (args.data_path / "model_answer" if args.data_path else None)
     if answers_dir is None or not answers_dir.is_dir():
         raise ConfigError(

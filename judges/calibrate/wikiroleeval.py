@@ -33,6 +33,11 @@ def _load(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dic
     }
     if not recs:
         raise ConfigError(f"{run_dir}: no wikiroleeval session in samples.jsonl")
+    turns = [t for r in recs.values() for t in r.get("turns") or []]
+    statuses = {j.get("status") for t in turns for j in (t.get("judgments") or {}).values()}
+    if statuses <= {"pending"}:
+        # A --predict_only run has replies and no verdicts: comparing it would print a table of dashes.
+        raise ConfigError(f"{run_dir}: no judged turn (judge it first: ditto-bench judge {run_dir})")
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))["tasks"]["wikiroleeval"]
     return recs, run, results

@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.cli_common import command_parser, run_cli
 from harness.errors import ConfigError
 from harness.jsonl import atomic_write_text
+from leaderboards.labels import add_label_flag, parse_labels
 from leaderboards.viewer import VIEW_FILE
 from leaderboards.viewer.data import RunView, SweepView, is_sweep_dir, load_run_view, read_sweep
 from leaderboards.viewer.page import render_page, written_by_viewer
@@ -39,13 +40,7 @@ def view_parser() -> argparse.ArgumentParser:
         help=f"the HTML file to write (default: RUN_DIR/{DEFAULT_NAME} for one run or sweep; "
         "required for several)",
     )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="RUN_DIR=NAME",
-        help="show this run under NAME instead of the model name in its record",
-    )
+    add_label_flag(p)
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--no_plots", action="store_true", help="leave the plots out (faster for huge runs)")
     return p
@@ -56,14 +51,11 @@ def view_main(argv: Sequence[str]) -> int:
     return run_cli(view_parser(), argv, _view, error_code=2)
 
 
-def _labels(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in pairs:
-        run, sep, name = p.rpartition("=")
-        if not sep or not run or not name:
-            raise ConfigError(f"--label: expected RUN_DIR=NAME, got {p!r}")
-        out[str(Path(run))] = name
-    return out
+def _label_of(labels: dict[str, str], used: set[str], run_dir: Path | str) -> str | None:
+    key = str(Path(run_dir).resolve())
+    if key in labels:
+        used.add(key)
+    return labels.get(key)
 
 
 def _out_path(args: argparse.Namespace) -> Path:
@@ -87,7 +79,8 @@ def _view(args: argparse.Namespace) -> int:
         if not Path(d).is_dir():
             raise ConfigError(f"{d}: not a directory")
     out = _out_path(args)
-    labels = _labels(args.label)
+    labels = parse_labels(args.label, resolve=True)
+    used: set[str] = set()
     runs: list[RunView] = []
     sweeps: list[SweepView] = []
     for d in args.dirs:
@@ -97,10 +90,15 @@ def _view(args: argparse.Namespace) -> int:
             for st in sweep.stages:
                 if st.run is not None:
                     st.run += offset
-            runs += [load_run_view(r, labels.get(str(r)) or f"{sweep.name}/{r.name}") for r in run_dirs]
+            runs += [
+                load_run_view(r, _label_of(labels, used, r) or f"{sweep.name}/{r.name}") for r in run_dirs
+            ]
             sweeps.append(sweep)
         else:
-            runs.append(load_run_view(d, labels.get(str(Path(d)))))
+            runs.append(load_run_view(d, _label_of(labels, used, d)))
+    unused = [k for k in labels if k not in used]
+    if unused:
+        raise ConfigError(f"--label: {unused[0]} is not one of the run directories shown")
     if not runs and not sweeps:
         raise ConfigError("nothing to show")
     page = render_page(runs, sweeps, title=args.title, plots=not args.no_plots)

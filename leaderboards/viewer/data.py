@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.jsonl import iter_jsonl
-from leaderboards.runs import model_label, read_run_file
+from harness.schema import read_run_file, results_from
+from leaderboards.runs import model_label
 
 # Fields of a session record that the detail view does not need (``item`` repeats the whole test item).
 _DROP = frozenset({"item", "answer_meta"})
@@ -205,6 +205,34 @@ def _metrics_of(rec: Mapping[str, Any], known: list[str]) -> None:
                 known.append(m)
 
 
+def typed_records(samples: Path, run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``samples.jsonl`` read as typed records (:mod:`harness.schema`: version checked, a bad line is one
+    error naming ``FILE:LINE``), with the verdicts derived again by the run's task (``Task.annotated``),
+    never the ones written in the file: a hand-edited or stale verdict is not shown. A task this install
+    cannot load (a user task whose folder is gone) is shown as recorded, without verdicts."""
+    from harness.include import include_tasks
+    from harness.schema import iter_records
+    from harness.task import get_task
+
+    cfg = run.get("config") if isinstance(run.get("config"), Mapping) else {}
+    assert isinstance(cfg, Mapping)
+    include_tasks([p for p in cfg.get("include_paths") or [] if Path(p).is_dir()])
+    tasks: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
+    for rec in iter_records(samples):
+        if rec.task not in tasks:
+            try:
+                tasks[rec.task] = get_task(
+                    rec.task, shuffle_candidates=bool(cfg.get("shuffle_candidates")),
+                    seed=int(cfg.get("seed", 1234)),
+                )
+            except ConfigError:
+                tasks[rec.task] = None
+        task = tasks[rec.task]
+        out.append(task.annotated(rec.raw()) if task is not None else rec.raw())
+    return out
+
+
 def load_run_view(run_dir: Path, label: str | None = None) -> RunView:
     """Read one run directory. ``samples.jsonl`` and ``run.json`` are required; a run without
     ``results.json`` (not scored yet) is shown with its sessions and a note."""
@@ -224,7 +252,9 @@ def load_run_view(run_dir: Path, label: str | None = None) -> RunView:
     results = read_run_file(results_path) if results_path.exists() else None
     if results is None:
         notes.append("results.json is missing: the run has not been scored (run `ditto-bench score`)")
-    records = [rec for _, rec in iter_jsonl(samples)]
+    else:  # typed (harness.schema): a newer or damaged file is one line naming it, never a traceback
+        results = results_from(results, str(results_path)).model_dump(mode="json", exclude_unset=True)
+    records = typed_records(samples, run)
     metrics: dict[str, list[str]] = {}
     for rec in records:
         _metrics_of(rec, metrics.setdefault(str(rec.get("task")), []))
