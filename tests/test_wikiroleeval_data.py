@@ -434,3 +434,37 @@ def test_resolve_data_path_prefers_given_file(tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists()
     with pytest.raises(DataError, match="data file not found"):
         resolve_data_path(tmp_path / "missing.jsonl", tmp_path / "cache")
+
+
+def test_loaded_items_do_not_hold_the_parsed_lines(tmp_path: Path) -> None:
+    # Each item keeps its validated fields; the original object (here with a 20 KB field the engine never
+    # uses) is read back from the file when asked for, not held: memory is far below the file's size.
+    import tracemalloc
+
+    row = dict(_rows(MINI)[0])
+    rows = []
+    for i in range(200):
+        r = json.loads(json.dumps(row))
+        r["system"] = f"{r['system']} ({i})"
+        r["unused"] = "x" * 20_000
+        rows.append(r)
+    path = _write(tmp_path / "big.jsonl", rows)
+    tracemalloc.start()
+    try:
+        items = load_wikiroleeval(path)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < path.stat().st_size / 4, (held, path.stat().st_size)
+    assert items[7].raw == rows[7]
+
+
+def test_an_item_read_back_from_a_changed_file_is_an_error(tmp_path: Path) -> None:
+    rows = _rows(MINI)
+    path = _write(tmp_path / "x.jsonl", rows)
+    items = load_wikiroleeval(path)
+    edited = [dict(r) for r in rows]
+    edited[1]["system"] = edited[1]["system"].upper()
+    _write(path, edited)
+    with pytest.raises(DataError, match=r"x\.jsonl:2: the file changed"):
+        _ = items[1].raw
