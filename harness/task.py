@@ -39,7 +39,8 @@ class Session:
     prompts: list[str]
     lang: str | None = None
     gen_overrides: dict[str, Any] = field(default_factory=dict)
-    given_replies: list[str] | None = None
+    # The replies to judge (judge-only mode); any sequence: a task may read them back from its file on use.
+    given_replies: Sequence[str] | None = None
     payload: Any = None  # the task's own item (e.g. a WikiItem); not serialised by the engine
     # Strip surrounding whitespace from a local model's reply before it is stored and sent back as
     # history (FastChat does this for MT-Bench's local models; API replies are kept as returned).

@@ -468,3 +468,44 @@ def test_an_item_read_back_from_a_changed_file_is_an_error(tmp_path: Path) -> No
     _write(path, edited)
     with pytest.raises(DataError, match=r"x\.jsonl:2: the file changed"):
         _ = items[1].raw
+
+
+def test_given_replies_are_read_back_not_held(tmp_path: Path) -> None:
+    # A judge run's replies (here 20 KB each) stay in the file: loading a response file holds far less than
+    # the replies' size, and the replies read back are the file's assistant turns, in order.
+    import tracemalloc
+
+    row = dict(_rows(RESPONSES)[0])
+    rows = []
+    for i in range(100):
+        r = json.loads(json.dumps(row))
+        r["system"] = f"{r['system']} ({i})"
+        r["messages"][0]["content"] = r["system"]
+        for m in r["messages"][2::2]:
+            m["content"] = f"reply {i} " + "y" * 20_000
+        rows.append(r)
+    path = _write(tmp_path / "responses.jsonl", rows)
+    tracemalloc.start()
+    try:
+        items = load_wikiroleeval(path, require_messages=True)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < path.stat().st_size / 4, (held, path.stat().st_size)
+    expected = [m["content"] for m in rows[7]["messages"][2::2]]
+    replies = items[7].replies
+    assert replies is not None and len(replies) == len(expected)
+    assert list(replies) == expected and replies == expected and replies[1] == expected[1]
+    assert replies[-1:] == expected[-1:]
+
+
+def test_given_replies_read_back_from_a_changed_file_are_an_error(tmp_path: Path) -> None:
+    rows = _rows(RESPONSES)
+    path = _write(tmp_path / "r.jsonl", rows)
+    items = load_wikiroleeval(path, require_messages=True)
+    edited = json.loads(json.dumps(rows))
+    edited[1]["messages"][2]["content"] += " (edited)"
+    _write(path, edited)
+    assert items[0].replies is not None and list(items[0].replies)  # line 1 is unchanged
+    with pytest.raises(DataError, match=r"r\.jsonl:2: the file changed"):
+        list(items[1].replies or ())

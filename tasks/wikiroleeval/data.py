@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -79,8 +80,9 @@ class WikiItem:
     """Per turn: 1 = outside the character's knowledge (should refuse), 0 = should answer."""
     source: LineRef
     """Where the item's line is in its file: the original object is read back from there, not held."""
-    replies: list[str] | None = None
-    """The model's replies (the assistant turns of ``messages``); only set with ``require_messages=True``."""
+    replies: StoredReplies | None = None
+    """The model's replies (the assistant turns of ``messages``, read back from the file when used); only set
+    with ``require_messages=True``."""
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -97,6 +99,49 @@ class WikiItem:
             return _check_messages(self.raw, self.prompts)
         except _FieldError as exc:  # only if the file changed in a way its digest did not show
             raise DataError(f"{self.source.path}:{self.line}: {exc}") from None
+
+
+class StoredReplies(Sequence[str]):
+    """The assistant turns of an item's ``messages``, validated on loading and read back from the item's line
+    when used instead of being held (a judge run over thousands of sessions would otherwise keep every reply
+    in memory). A file changed since it was loaded is a one-line DataError, as for :attr:`WikiItem.raw`."""
+
+    __slots__ = ("_source", "_prompts", "_count")
+
+    def __init__(self, source: LineRef, prompts: list[str], count: int) -> None:
+        self._source, self._prompts, self._count = source, prompts, count
+
+    def _load(self) -> list[str]:
+        try:
+            messages = _check_messages(self._source.read(), self._prompts)
+        except _FieldError as exc:  # only if the file changed in a way its digest did not show
+            raise DataError(f"{self._source.path}:{self._source.line}: {exc}") from None
+        replies = [m["content"] for m in messages if m["role"] == "assistant"]
+        if len(replies) != self._count:
+            raise DataError(
+                f"{self._source.path}:{self._source.line}: the file changed while it was in use; "
+                "run again on it as it is now"
+            )
+        return replies
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._load()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())  # one read for the whole sequence, not one per element
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StoredReplies({self._source.path}:{self._source.line}, {self._count} replies)"
 
 
 class _FieldError(Exception):
@@ -228,14 +273,16 @@ def _parse_item(obj: dict[str, Any], ref: LineRef, require_messages: bool) -> Wi
     if not any(is_gold_candidate(cand, label) for cand in candidates):
         raise _FieldError(name, f"gold label {label!r} is not among the {len(candidates)} candidates")
 
+    prompts = list(prompts)  # one list, shared by the item and its replies
     replies = None
     if require_messages:
-        replies = [m["content"] for m in _check_messages(obj, prompts) if m["role"] == "assistant"]
+        count = sum(1 for m in _check_messages(obj, prompts) if m["role"] == "assistant")
+        replies = StoredReplies(ref, prompts, count)
     return WikiItem(
         line=ref.line,
         session_id=f"wre-{ref.line:04d}",
         system=system,
-        prompts=list(prompts),
+        prompts=prompts,
         lang=cast(Literal["en", "zh"], lang),
         label=label,
         summary=summary,
