@@ -235,3 +235,53 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> No
     atomic = tmp_path / "atomic.txt"
     jsonl.atomic_write_text(atomic, "x")
     assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_journal_index_is_compact_and_the_latest_entry_wins(tmp_path: Path) -> None:
+    # 12,000 judge units over 1,000 sessions, each written twice (an error, then ok for another reply):
+    # the index keeps one packed row per unit (the dict of tuple keys it replaced took ~190 B a unit).
+    import tracemalloc
+
+    from harness.journal import messages_hash
+
+    path = tmp_path / "journal.jsonl"
+    msgs = [{"role": "user", "content": "q"}]
+    h = messages_hash(msgs)  # type: ignore[arg-type]
+    with path.open("w", encoding="utf-8") as fh:
+        for status, hh in (("api_error", "0" * 32), ("ok", h)):
+            for s in range(1000):
+                for turn in range(4):
+                    for metric in ("consistency", "knowledge", "rejection"):
+                        entry = {"k": "judge", "task": "t", "sid": f"s{s}", "turn": turn, "metric": metric,
+                                 "status": status, "h": hh, "completions": [f"{s}/{turn}/{metric}/{status}"]}
+                        fh.write(json.dumps(entry) + "\n")
+        gen = {"k": "gen", "task": "t", "sid": "s1", "turn": 0, "status": "ok", "text": "r"}
+        fh.write(json.dumps(gen) + "\n")
+        fh.write('{"k": "judge", "task": "t", "sid": "s1", "turn": -1, "metric": "m"}\n')  # not ours
+        fh.write('{"k": "judge", "task": "t", "sid": "s1", "turn')  # torn
+    tracemalloc.start()
+    try:
+        journal = Journal(path)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 12_000 * 80, held
+    assert len(journal.judges) == 12_000 and len(journal.gens) == 1
+    key = ("t", "s417", 3, "knowledge")
+    assert key in journal.judges and journal.judged_ok(key, h)
+    assert journal.judgment(key, h)["completions"] == ["417/3/knowledge/ok"]  # type: ignore[index]
+    assert journal.judgment(key, "f" * 32) is None and not journal.judged_ok(key, "f" * 32)
+    assert ("t", "s417", 4, "knowledge") not in journal.judges
+    assert ("t", "s417", 3, "other") not in journal.judges
+    assert ("t", "s1", -1, "m") not in journal.judges and journal.gen_ok(("t", "s1", 0))
+    assert not journal.gen_ok(("t", "s1", 1)) and not journal.gen_ok(("t", "s2", 0))
+    assert sorted(journal.judges)[:2] == [("t", "s0", 0, "consistency"), ("t", "s0", 0, "knowledge")]
+    # An append over an indexed unit replaces its row; the torn tail was cut before it.
+    journal.append({"k": "judge", "task": "t", "sid": "s417", "turn": 3, "metric": "knowledge",
+                    "status": "api_error", "h": h, "completions": []})
+    assert not journal.judged_ok(key, h) and journal.judgment(key, h)["status"] == "api_error"  # type: ignore[index]
+    journal.close()
+    again = Journal(path)
+    assert len(again.judges) == 12_000 and not again.judged_ok(key, h)
+    assert again.judged_ok(("t", "s416", 3, "knowledge"), h)
+    again.close()
