@@ -15,7 +15,7 @@ Fields the models do not name (a task's own session fields, fields a later versi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,3 @@ def results_from(obj: Any, where: str) -> RunResults:
         raise _where_error(where, exc) from None
 
 
-def dump_records(records: Iterable[SessionRecord]) -> list[dict[str, Any]]:
-    """Plain dicts of typed records (for the tasks' pure scoring functions)."""
-    return [r.raw() for r in records]

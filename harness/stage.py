@@ -353,11 +353,6 @@ class Stage:
                 rec.outputs[n] = None
             self._write()
 
-    def set_lineage(self, lineage: Mapping[str, Any]) -> None:
-        rec = self._require()
-        rec.lineage = dict(lineage)
-        self._write()
-
     def finish(self, status: str, *, error: str | None = None) -> StageRecord:
         """Hash every recorded output that exists, set the status and finish time, write the record."""
         if status not in STATUSES:

@@ -28,6 +28,3 @@ def normalize_name(text: str) -> str:
     return " ".join(_ZERO_WIDTH_RE.sub("", unicodedata.normalize("NFKC", text)).split())
 
 
-def same_name(a: str, b: str) -> bool:
-    """Whether two names are equal under :func:`normalize_name`."""
-    return normalize_name(a) == normalize_name(b)
